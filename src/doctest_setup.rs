@@ -1,0 +1,50 @@
+// Shared setup for the doctests: not part of the library (no `mod` declares it).
+//
+// First lines of a doc example, in any file under src/:
+//
+//     # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/doctest_setup.rs"));
+//     # fn main() { run().unwrap() }
+//     # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//     # let conn = &mut establish_connection();
+//     ...
+//     # Ok(())
+//     # }
+//
+// (`# include!("doctest_setup.rs");` also works, from doc comments in files directly in src/.)
+//
+// It mounts the test harness (tests/harness/) as `crate::harness` of the doctest and brings into
+// scope: `diesel::prelude::*`, the tables (`products`, `vendor_products`, `countries`, `tasks`,
+// `memberships`, `subscriptions`), the models (`Product`, `NewProduct`, `TaskStatus`, ...) and
+// `establish_connection()`. Every doctest process gets its own migrated database, dropped when it
+// exits.
+
+#[allow(dead_code, unused_imports)]
+mod harness {
+    pub mod db {
+        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harness/db.rs"));
+    }
+    pub mod models {
+        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harness/models.rs"));
+    }
+    pub mod schema {
+        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harness/schema.rs"));
+    }
+
+    pub use db::*;
+    pub use models::*;
+    pub use schema::{countries, memberships, products, subscriptions, tasks, vendor_products};
+}
+
+#[allow(unused_imports)]
+use diesel::prelude::*;
+#[allow(unused_imports)]
+use harness::models::*;
+#[allow(unused_imports)]
+use harness::schema::{countries, memberships, products, subscriptions, tasks, vendor_products};
+
+/// A connection to this doctest's migrated database, inside a transaction that is never
+/// committed: the example leaves nothing behind.
+#[allow(dead_code)]
+fn establish_connection() -> diesel::pg::PgConnection {
+    harness::db::test_connection()
+}

@@ -1,0 +1,142 @@
+//! The error type of every fallible call in this crate.
+
+use std::fmt;
+
+/// Result type of this crate: `Result<T, diesel_upsert::Error>` unless given another error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while building or running an upsert.
+///
+/// Every variant is returned *before* a row is written or after the whole call was rolled back:
+/// a failed call leaves no partial rows behind and the connection usable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Rows of one bulk call do not supply the same columns (an `Option` field that is `None` in
+    /// one row and `Some` in another, or different `Insertable` shapes). Detected before any SQL
+    /// is sent.
+    #[error("row {row} supplies columns ({}) but row 0 supplies ({})", found.join(", "), expected.join(", "))]
+    InconsistentColumns {
+        /// 0-based index of the first row whose columns differ from row 0.
+        row: usize,
+        /// The columns row 0 supplies, in insert order.
+        expected: Vec<String>,
+        /// The columns row `row` supplies, in insert order.
+        found: Vec<String>,
+    },
+
+    /// Two rows of one bulk `ConflictAction::Update` call have the same conflict key, which
+    /// PostgreSQL would reject with "ON CONFLICT DO UPDATE command cannot affect row a second
+    /// time". Detected before any SQL is sent; choose a policy with `on_duplicate_keys` instead.
+    #[error("rows {first} and {duplicate} have the same conflict key")]
+    DuplicateConflictKey {
+        /// 0-based index of the first row with the key.
+        first: usize,
+        /// 0-based index of the later row with the same key.
+        duplicate: usize,
+    },
+
+    /// PostgreSQL found no unique index or constraint matching the conflict target (SQLSTATE
+    /// 42P10).
+    #[error("no unique index or constraint on {table} matches the conflict target {target}; one that would: {hint}")]
+    NoMatchingUniqueIndex {
+        /// The table, as written in the statement.
+        table: String,
+        /// The conflict target, as written in the statement.
+        target: String,
+        /// A `CREATE UNIQUE INDEX` statement that PostgreSQL would infer from the target.
+        hint: String,
+    },
+
+    /// The conflict target or the index predicate cannot be written into the statement, such as
+    /// a NUL byte in an hstore key or an `index_predicate` on a named constraint.
+    #[error("invalid conflict target: {reason}")]
+    InvalidTarget {
+        /// What is wrong with the target.
+        reason: String,
+    },
+
+    /// The database or Diesel reported an error.
+    #[error(transparent)]
+    Query(diesel::result::Error),
+
+    /// No connection could be checked out of the r2d2 pool.
+    #[cfg(feature = "r2d2")]
+    #[error("could not get a connection from the pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+}
+
+impl Error {
+    /// The `diesel::result::Error` behind a `Query` error, if this is one.
+    pub fn as_query_error(&self) -> Option<&diesel::result::Error> {
+        match self {
+            Error::Query(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An error raised while the SQL is written (inside `walk_ast`), carried through Diesel as a
+/// `QueryBuilderError` and turned back into the matching [`Error`] variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BuildError {
+    InvalidTarget(String),
+    InconsistentColumns {
+        row: usize,
+        expected: Vec<String>,
+        found: Vec<String>,
+    },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidTarget(reason) => write!(f, "invalid conflict target: {reason}"),
+            BuildError::InconsistentColumns { row, .. } => {
+                write!(f, "row {row} supplies other columns than row 0")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl BuildError {
+    pub(crate) fn invalid_target(reason: impl Into<String>) -> Self {
+        BuildError::InvalidTarget(reason.into())
+    }
+}
+
+impl From<BuildError> for diesel::result::Error {
+    fn from(e: BuildError) -> Self {
+        diesel::result::Error::QueryBuilderError(Box::new(e))
+    }
+}
+
+impl From<BuildError> for Error {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::InvalidTarget(reason) => Error::InvalidTarget { reason },
+            BuildError::InconsistentColumns {
+                row,
+                expected,
+                found,
+            } => Error::InconsistentColumns {
+                row,
+                expected,
+                found,
+            },
+        }
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        if let diesel::result::Error::QueryBuilderError(inner) = &e {
+            if let Some(build) = inner.downcast_ref::<BuildError>() {
+                return build.clone().into();
+            }
+        }
+        Error::Query(e)
+    }
+}

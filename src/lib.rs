@@ -1,0 +1,78 @@
+//! Race-free, single-statement upserts for [Diesel](https://diesel.rs) on PostgreSQL.
+//!
+//! `diesel-upsert` adds django-postgres-extra's conflict handling to the `InsertStatement` that
+//! `diesel::insert_into(..).values(..)` already gives you: one `INSERT … ON CONFLICT …` round
+//! trip that inserts the row, updates the existing one, or keeps it — and always hands the row
+//! back.
+//!
+//! ```rust
+//! # include!("doctest_setup.rs");
+//! use diesel_upsert::prelude::*;
+//!
+//! # fn main() { run().unwrap() }
+//! # fn run() -> diesel_upsert::Result<()> {
+//! # let conn = &mut establish_connection();
+//! # /*
+//! let conn = &mut PgConnection::establish(&database_url)?;
+//! # */
+//! let (first, outcome): (Product, Outcome) = diesel::insert_into(products::table)
+//!     .values(&NewProduct::new("TEA-1", "Green tea"))
+//!     .on_conflict_do(products::sku, ConflictAction::Update)
+//!     .insert_and_get_with_outcome(conn)?;
+//! assert_eq!(outcome, Outcome::Inserted);
+//!
+//! // The same key with ConflictAction::Nothing keeps the row and still returns it.
+//! let (kept, outcome): (Product, Outcome) = diesel::insert_into(products::table)
+//!     .values(&NewProduct::new("TEA-1", "Black tea"))
+//!     .on_conflict_do(products::sku, ConflictAction::Nothing)
+//!     .insert_and_get_with_outcome(conn)?;
+//! assert_eq!((kept.id, kept.name.as_str(), outcome), (first.id, "Green tea", Outcome::Unchanged));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## What it adds to Diesel
+//!
+//! - [`ConflictAction::Update`] updates every column the insert supplied (minus the conflict
+//!   target and the primary key); `None` fields keep their existing value.
+//! - `insert_and_get` returns the row for every action, including `DO NOTHING` on an existing
+//!   row; `insert_and_get_with_outcome` also says whether it was [`Outcome::Inserted`],
+//!   [`Outcome::Updated`] or [`Outcome::Unchanged`].
+//! - Conflict targets: columns, tuples, [`on_constraint`], partial indexes through
+//!   `index_predicate`; all written as literal SQL so PostgreSQL can infer the arbiter index on
+//!   every execution of the cached prepared statement.
+//! - `update_only`, `update_values`, `update_condition`, `skip_unchanged` refine the update.
+//! - Typed [`Error`]s: no matching unique index (with the `CREATE UNIQUE INDEX` that would
+//!   match), invalid targets.
+//!
+//! ## Crate features
+//!
+//! - `r2d2` (default): the terminals accept pooled connections and [`Error::Pool`] carries
+//!   r2d2's checkout errors.
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![deny(unsafe_code)]
+
+mod error;
+pub mod query_builder;
+mod upsert;
+
+pub use crate::error::{Error, Result};
+pub use crate::query_builder::target::OnConstraint;
+pub use crate::upsert::{
+    ConflictAction, ModelSelection, Outcome, PrimaryKey, Returning, UpsertDsl,
+};
+
+/// A named unique or exclusion constraint as conflict target:
+/// `ON CONFLICT ON CONSTRAINT "name"`.
+///
+/// `ConflictAction::Nothing` and the `*_and_get` terminals read the constraint's columns from
+/// `pg_constraint` when they need to find the existing row. A constraint target cannot be
+/// combined with `index_predicate`.
+pub fn on_constraint(name: impl Into<String>) -> OnConstraint {
+    OnConstraint(name.into())
+}
+
+/// Everything needed to write upserts: `use diesel_upsert::prelude::*;`.
+pub mod prelude {
+    pub use crate::upsert::{ConflictAction, Outcome, UpsertDsl};
+}

@@ -1,0 +1,540 @@
+//! The statement node behind `on_conflict_do` and the queries the terminals run.
+
+use super::target::{KeyPart, Target};
+use super::values::{Records, RowValues};
+use crate::error::BuildError;
+use crate::upsert::ConflictAction;
+use diesel::expression::{is_aggregate, Expression, ValidGrouping};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::RunQueryDsl;
+use diesel::result::QueryResult;
+use diesel::sql_types::Bool;
+use diesel::Table;
+use std::fmt;
+
+/// An `INSERT … ON CONFLICT …` statement under construction, returned by
+/// [`UpsertDsl::on_conflict_do`](crate::UpsertDsl::on_conflict_do).
+///
+/// Configure it with [`index_predicate`](Self::index_predicate),
+/// [`update_only`](Self::update_only), [`update_values`](Self::update_values),
+/// [`update_condition`](Self::update_condition) and [`skip_unchanged`](Self::skip_unchanged),
+/// then run it with a terminal method (`insert`, `insert_and_get`, …). It is also a Diesel
+/// query: `.execute(conn)` runs it without `RETURNING`, and `diesel::debug_query` shows its SQL.
+#[must_use = "an upsert runs only when a terminal method such as `insert` or `execute` is called"]
+pub struct OnConflictDo<T: Table, U, Op, V = NoUpdateValues, W = NoUpdateCondition> {
+    pub(crate) table: T,
+    pub(crate) from: T::FromClause,
+    pub(crate) operator: Op,
+    pub(crate) records: U,
+    pub(crate) target: Target,
+    pub(crate) action: ConflictAction,
+    pub(crate) primary_key: Vec<String>,
+    pub(crate) predicate: Option<Result<String, BuildError>>,
+    pub(crate) update_only: Option<Vec<&'static str>>,
+    pub(crate) update_values: V,
+    pub(crate) condition: W,
+    pub(crate) skip_unchanged: bool,
+}
+
+impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnConflictDo")
+            .field("target", &self.target)
+            .field("action", &self.action)
+            .field("predicate", &self.predicate)
+            .field("update_only", &self.update_only)
+            .field("skip_unchanged", &self.skip_unchanged)
+            .finish_non_exhaustive()
+    }
+}
+
+/// No `update_values` given.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoUpdateValues;
+
+/// The changeset given to `update_values`, with the columns it assigns.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct UpdateValues<CS> {
+    pub(crate) changeset: CS,
+    pub(crate) columns: Vec<String>,
+}
+
+/// No `update_condition` given.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoUpdateCondition;
+
+/// The expression given to `update_condition`.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct UpdateCondition<E>(pub(crate) E);
+
+/// The `update_values` part of the builder.
+#[doc(hidden)]
+pub trait UpdateSet {
+    /// The columns the changeset assigns.
+    fn columns(&self) -> &[String];
+    /// Writes `"col" = expr, …`; returns `false` when there is nothing to write.
+    fn walk_set<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<bool>;
+}
+
+impl UpdateSet for NoUpdateValues {
+    fn columns(&self) -> &[String] {
+        &[]
+    }
+    fn walk_set<'b>(&'b self, _: &mut AstPass<'_, 'b, Pg>) -> QueryResult<bool> {
+        Ok(false)
+    }
+}
+
+impl<CS: QueryFragment<Pg>> UpdateSet for UpdateValues<CS> {
+    fn columns(&self) -> &[String] {
+        &self.columns
+    }
+    fn walk_set<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<bool> {
+        if self.columns.is_empty() {
+            return Ok(false);
+        }
+        self.changeset.walk_ast(out.reborrow())?;
+        Ok(true)
+    }
+}
+
+/// The `update_condition` part of the builder.
+#[doc(hidden)]
+pub trait UpdateWhere {
+    /// Whether there is a condition.
+    fn is_present(&self) -> bool;
+    /// Writes the condition.
+    fn walk_condition<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+}
+
+impl UpdateWhere for NoUpdateCondition {
+    fn is_present(&self) -> bool {
+        false
+    }
+    fn walk_condition<'b>(&'b self, _: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+impl<E: QueryFragment<Pg>> UpdateWhere for UpdateCondition<E> {
+    fn is_present(&self) -> bool {
+        true
+    }
+    fn walk_condition<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("(");
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// What the terminals need from a builder, independent of its many type parameters.
+#[doc(hidden)]
+pub trait UpsertStatement {
+    /// The table written to.
+    type Table: Table;
+    /// One row of the records.
+    type Row: RowValues<Self::Table>;
+
+    /// All rows, in input order.
+    fn rows(&self) -> &[Self::Row];
+
+    /// Writes `INSERT INTO … VALUES <rows> ON CONFLICT … [RETURNING …]`.
+    fn walk_upsert<'b>(
+        &'b self,
+        rows: &[&'b Self::Row],
+        returning: Option<&'b dyn QueryFragment<Pg>>,
+        out: AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()>;
+
+    /// Writes `FROM <table>` for a follow-up `SELECT`.
+    fn walk_from<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+
+    /// The conflict target.
+    fn target(&self) -> &Target;
+
+    /// The index predicate as SQL text with literal values, if there is one that could be
+    /// written.
+    fn predicate(&self) -> Option<&str>;
+
+    /// The action taken on conflict.
+    fn action(&self) -> ConflictAction;
+
+    /// The table as written in the statement, such as `"products"`.
+    fn table_sql(&self) -> String;
+}
+
+impl<T, U, Op, V, W> UpsertStatement for OnConflictDo<T, U, Op, V, W>
+where
+    T: Table,
+    T::FromClause: QueryFragment<Pg>,
+    U: Records<T>,
+    Op: QueryFragment<Pg>,
+    V: UpdateSet,
+    W: UpdateWhere,
+{
+    type Table = T;
+    type Row = U::Row;
+
+    fn rows(&self) -> &[Self::Row] {
+        self.records.rows()
+    }
+
+    fn walk_upsert<'b>(
+        &'b self,
+        rows: &[&'b Self::Row],
+        returning: Option<&'b dyn QueryFragment<Pg>>,
+        mut out: AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        if let Some(Err(e)) = &self.predicate {
+            return Err(e.clone().into());
+        }
+        if self.predicate.is_some() && self.target.constraint().is_some() {
+            return Err(BuildError::invalid_target(
+                "an index predicate cannot be combined with a named constraint: \
+                 PostgreSQL only infers partial indexes from column or expression targets",
+            )
+            .into());
+        }
+        self.target.check()?;
+
+        let mut columns = Vec::new();
+        if let Some(first) = rows.first() {
+            first.supplied_columns(&mut columns);
+        }
+        check_consistent(&columns, rows)?;
+
+        self.operator.walk_ast(out.reborrow())?;
+        out.push_sql(" INTO ");
+        self.from.walk_ast(out.reborrow())?;
+        if columns.is_empty() {
+            if rows.len() > 1 {
+                return Err(BuildError::invalid_target(
+                    "a bulk insert needs at least one column that every row supplies",
+                )
+                .into());
+            }
+            out.push_sql(" DEFAULT VALUES");
+        } else {
+            out.push_sql(" (");
+            push_identifiers(&mut out, None, &columns)?;
+            out.push_sql(") VALUES ");
+            for (i, row) in rows.iter().enumerate() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                out.push_sql("(");
+                row.walk_values(&mut out, &mut true)?;
+                out.push_sql(")");
+            }
+        }
+        out.push_sql(" ON CONFLICT ");
+        self.target.walk(&mut out)?;
+        if let Some(Ok(predicate)) = &self.predicate {
+            out.push_sql(" WHERE ");
+            out.push_sql(predicate);
+        }
+        self.walk_action(&columns, &mut out)?;
+        if let Some(returning) = returning {
+            out.push_sql(" RETURNING ");
+            returning.walk_ast(out.reborrow())?;
+        }
+        Ok(())
+    }
+
+    fn walk_from<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(" FROM ");
+        self.from.walk_ast(out.reborrow())
+    }
+
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn predicate(&self) -> Option<&str> {
+        self.predicate.as_ref().and_then(|p| p.as_deref().ok())
+    }
+
+    fn action(&self) -> ConflictAction {
+        self.action
+    }
+
+    fn table_sql(&self) -> String {
+        super::literal::render(&self.from)
+            .map(|(sql, _)| sql)
+            .unwrap_or_default()
+    }
+}
+
+impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
+where
+    T: Table,
+    T::FromClause: QueryFragment<Pg>,
+    V: UpdateSet,
+    W: UpdateWhere,
+{
+    /// The columns copied from the new row in `DO UPDATE SET`: the supplied columns minus the
+    /// plain target columns and the primary key, restricted by `update_only`, minus the
+    /// columns `update_values` assigns.
+    pub(crate) fn default_set_columns(&self, supplied: &[&'static str]) -> Vec<&'static str> {
+        supplied
+            .iter()
+            .copied()
+            .filter(|c| !self.target.plain_columns().any(|t| t == *c))
+            .filter(|c| !self.primary_key.iter().any(|pk| pk == c))
+            .filter(|c| {
+                self.update_only
+                    .as_ref()
+                    .is_none_or(|only| only.contains(c))
+            })
+            .filter(|c| !self.update_values.columns().iter().any(|v| v == c))
+            .collect()
+    }
+
+    fn walk_action<'b>(
+        &'b self,
+        supplied: &[&'static str],
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        if self.action == ConflictAction::Nothing {
+            out.push_sql(" DO NOTHING");
+            return Ok(());
+        }
+        let set = self.default_set_columns(supplied);
+        if set.is_empty() && self.update_values.columns().is_empty() {
+            out.push_sql(" DO NOTHING");
+            return Ok(());
+        }
+        out.push_sql(" DO UPDATE SET ");
+        for (i, column) in set.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(column)?;
+            out.push_sql(" = excluded.");
+            out.push_identifier(column)?;
+        }
+        if !set.is_empty() && !self.update_values.columns().is_empty() {
+            out.push_sql(", ");
+        }
+        self.update_values.walk_set(out)?;
+
+        let compare = self.skip_unchanged && !set.is_empty();
+        if self.condition.is_present() || compare {
+            out.push_sql(" WHERE ");
+        }
+        self.condition.walk_condition(out)?;
+        if compare {
+            if self.condition.is_present() {
+                out.push_sql(" AND ");
+            }
+            out.push_sql("ROW(");
+            for (i, column) in set.iter().enumerate() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                self.from.walk_ast(out.reborrow())?;
+                out.push_sql(".");
+                out.push_identifier(column)?;
+            }
+            out.push_sql(") IS DISTINCT FROM ROW(");
+            push_identifiers(out, Some("excluded"), &set)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+/// Every row must supply the columns row 0 supplies.
+pub(crate) fn check_consistent<R: RowValues<T>, T>(
+    expected: &[&'static str],
+    rows: &[&R],
+) -> Result<(), BuildError> {
+    let mut found = Vec::with_capacity(expected.len());
+    for (index, row) in rows.iter().enumerate().skip(1) {
+        found.clear();
+        row.supplied_columns(&mut found);
+        if found != expected {
+            return Err(BuildError::InconsistentColumns {
+                row: index,
+                expected: expected.iter().map(|c| c.to_string()).collect(),
+                found: found.iter().map(|c| c.to_string()).collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn push_identifiers(
+    out: &mut AstPass<'_, '_, Pg>,
+    qualifier: Option<&str>,
+    names: &[&str],
+) -> QueryResult<()> {
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push_sql(", ");
+        }
+        if let Some(q) = qualifier {
+            out.push_sql(q);
+            out.push_sql(".");
+        }
+        out.push_identifier(name)?;
+    }
+    Ok(())
+}
+
+impl<T: Table, U, Op, V, W> QueryFragment<Pg> for OnConflictDo<T, U, Op, V, W>
+where
+    Self: UpsertStatement,
+{
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let rows: Vec<&<Self as UpsertStatement>::Row> = self.rows().iter().collect();
+        self.walk_upsert(&rows, None, out)
+    }
+}
+
+impl<T: Table, U, Op, V, W> QueryId for OnConflictDo<T, U, Op, V, W> {
+    type QueryId = ();
+    // The SQL text holds run-time parts (target literals, supplied columns), so Diesel caches
+    // the prepared statement by its SQL text rather than by type.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T: Table, U, Op, V, W, Conn> RunQueryDsl<Conn> for OnConflictDo<T, U, Op, V, W> {}
+
+/// `(xmax = 0)`: true for a row this statement inserted, false for one it updated.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, QueryId)]
+pub struct InsertedFlag;
+
+impl Expression for InsertedFlag {
+    type SqlType = Bool;
+}
+
+impl ValidGrouping<()> for InsertedFlag {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl QueryFragment<Pg> for InsertedFlag {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("(xmax = 0)");
+        Ok(())
+    }
+}
+
+/// The upsert of some rows with a `RETURNING` clause.
+#[doc(hidden)]
+pub struct UpsertReturning<'q, S: UpsertStatement, R> {
+    pub(crate) statement: &'q S,
+    pub(crate) rows: Vec<&'q S::Row>,
+    pub(crate) returning: R,
+}
+
+impl<S: UpsertStatement, R> fmt::Debug for UpsertReturning<'_, S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpsertReturning")
+            .field("rows", &self.rows.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for UpsertReturning<'_, S, R> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.statement
+            .walk_upsert(&self.rows, Some(&self.returning), out)
+    }
+}
+
+impl<S: UpsertStatement, R> QueryId for UpsertReturning<'_, S, R> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<S: UpsertStatement, R: Expression> Query for UpsertReturning<'_, S, R> {
+    type SqlType = R::SqlType;
+}
+
+impl<S: UpsertStatement, R, Conn> RunQueryDsl<Conn> for UpsertReturning<'_, S, R> {}
+
+/// `SELECT <selection> FROM <table> WHERE <conflict key> = <key of the row> [AND <predicate>]`:
+/// reads the row a conflict left in place.
+#[doc(hidden)]
+pub struct FetchExisting<'q, S: UpsertStatement, R> {
+    pub(crate) statement: &'q S,
+    pub(crate) row: &'q S::Row,
+    pub(crate) key: Vec<KeyPart>,
+    pub(crate) selection: R,
+}
+
+impl<S: UpsertStatement, R> fmt::Debug for FetchExisting<'_, S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FetchExisting")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for FetchExisting<'_, S, R> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT ");
+        self.selection.walk_ast(out.reborrow())?;
+        self.statement.walk_from(&mut out)?;
+        out.push_sql(" WHERE ");
+        for (i, part) in self.key.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(" AND ");
+            }
+            part.walk_on(None, &mut out)?;
+            out.push_sql(" = ");
+            walk_key_value(part, self.row, &mut out)?;
+        }
+        if let Some(predicate) = self.statement.predicate() {
+            out.push_sql(" AND (");
+            out.push_sql(predicate);
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+/// Writes the value a row gives to one key element: `$1`, or `($1 -> 'en')` for an hstore key.
+/// A column the row leaves to its default is written as `NULL`, which matches nothing.
+pub(crate) fn walk_key_value<'b, T, R: RowValues<T>>(
+    part: &KeyPart,
+    row: &'b R,
+    out: &mut AstPass<'_, 'b, Pg>,
+) -> QueryResult<()> {
+    match part {
+        KeyPart::Column(column) => {
+            if !row.walk_value_of(column, out)? {
+                out.push_sql("NULL");
+            }
+        }
+        KeyPart::HstoreKey { column, key } => {
+            out.push_sql("(");
+            if !row.walk_value_of(column, out)? {
+                out.push_sql("NULL");
+            }
+            out.push_sql(" -> ");
+            out.push_sql(&super::literal::quote_literal(key)?);
+            out.push_sql(")");
+        }
+    }
+    Ok(())
+}
+
+impl<S: UpsertStatement, R> QueryId for FetchExisting<'_, S, R> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<S: UpsertStatement, R: Expression> Query for FetchExisting<'_, S, R> {
+    type SqlType = R::SqlType;
+}
+
+impl<S: UpsertStatement, R, Conn> RunQueryDsl<Conn> for FetchExisting<'_, S, R> {}

@@ -1,0 +1,239 @@
+//! Conflict targets: columns, tuples of columns, hstore keys, named constraints.
+//!
+//! A target is turned into a run-time [`Target`] when `on_conflict_do` is called, so the
+//! builder's type does not depend on it. The marker type parameter `M` of the traits below only
+//! lets the compiler tell a column from a tuple of columns (a crate other than Diesel cannot
+//! implement one trait for both `C: Column` and tuples).
+
+use super::literal::quote_literal;
+use crate::error::BuildError;
+use diesel::pg::Pg;
+use diesel::query_builder::AstPass;
+use diesel::result::QueryResult;
+use diesel::Column;
+use std::borrow::Cow;
+
+/// One element of a conflict target, read at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum KeyPart {
+    /// A plain column: `"sku"`.
+    Column(&'static str),
+    /// A key of an hstore column: `("title" -> 'en')`.
+    HstoreKey {
+        column: &'static str,
+        key: Cow<'static, str>,
+    },
+}
+
+impl KeyPart {
+    /// Writes the element, on `qualifier` (a table name or alias) when given.
+    pub(crate) fn walk_on(
+        &self,
+        qualifier: Option<&str>,
+        out: &mut AstPass<'_, '_, Pg>,
+    ) -> QueryResult<()> {
+        let column = |out: &mut AstPass<'_, '_, Pg>, name: &str| -> QueryResult<()> {
+            if let Some(q) = qualifier {
+                out.push_identifier(q)?;
+                out.push_sql(".");
+            }
+            out.push_identifier(name)
+        };
+        match self {
+            KeyPart::Column(name) => column(out, name),
+            KeyPart::HstoreKey { column: name, key } => {
+                out.push_sql("(");
+                column(out, name)?;
+                out.push_sql(" -> ");
+                out.push_sql(&quote_literal(key)?);
+                out.push_sql(")");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A conflict target, read at run time.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target(pub(crate) TargetKind);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TargetKind {
+    Parts(Vec<KeyPart>),
+    Constraint(String),
+}
+
+impl Target {
+    /// Writes `("a", ("h" -> 'k'))` or `ON CONSTRAINT "name"`.
+    pub(crate) fn walk(&self, out: &mut AstPass<'_, '_, Pg>) -> QueryResult<()> {
+        match &self.0 {
+            TargetKind::Parts(parts) => {
+                out.push_sql("(");
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        out.push_sql(", ");
+                    }
+                    part.walk_on(None, out)?;
+                }
+                out.push_sql(")");
+                Ok(())
+            }
+            TargetKind::Constraint(name) => {
+                out.push_sql("ON CONSTRAINT ");
+                out.push_identifier(name)
+            }
+        }
+    }
+
+    /// The plain columns of the target: they are never in the `SET` list.
+    pub(crate) fn plain_columns(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let parts = match &self.0 {
+            TargetKind::Parts(parts) => parts.as_slice(),
+            TargetKind::Constraint(_) => &[],
+        };
+        parts.iter().filter_map(|p| match p {
+            KeyPart::Column(c) => Some(*c),
+            KeyPart::HstoreKey { .. } => None,
+        })
+    }
+
+    pub(crate) fn constraint(&self) -> Option<&str> {
+        match &self.0 {
+            TargetKind::Constraint(name) => Some(name),
+            TargetKind::Parts(_) => None,
+        }
+    }
+
+    pub(crate) fn parts(&self) -> Option<&[KeyPart]> {
+        match &self.0 {
+            TargetKind::Parts(parts) => Some(parts),
+            TargetKind::Constraint(_) => None,
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
+        if let TargetKind::Parts(parts) = &self.0 {
+            for part in parts {
+                if let KeyPart::HstoreKey { key, .. } = part {
+                    quote_literal(key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Marker for a target element that is a plain column.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum ColumnElement {}
+
+/// Marker for a conflict target of one element.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct One<M>(std::marker::PhantomData<M>);
+
+/// Marker for a conflict target that is a named constraint.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum ConstraintTarget {}
+
+/// One element of a conflict target on table `T`: a column of `T` or a key of one of its
+/// hstore columns (`title.key("en")`).
+pub trait TargetElement<T, M> {
+    #[doc(hidden)]
+    fn key_part(self) -> KeyPartHandle;
+}
+
+/// A key part handed from a target element to the builder.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct KeyPartHandle(pub(crate) KeyPart);
+
+impl<C: Column> TargetElement<C::Table, ColumnElement> for C {
+    fn key_part(self) -> KeyPartHandle {
+        KeyPartHandle(KeyPart::Column(C::NAME))
+    }
+}
+
+/// Something `on_conflict_do` accepts as the conflict target on table `T`: a column, a tuple of
+/// columns and hstore keys, or [`on_constraint`](crate::on_constraint).
+pub trait IntoConflictTarget<T, M> {
+    #[doc(hidden)]
+    fn into_target(self) -> Target;
+}
+
+impl<T, E, M> IntoConflictTarget<T, One<M>> for E
+where
+    E: TargetElement<T, M>,
+{
+    fn into_target(self) -> Target {
+        Target(TargetKind::Parts(vec![self.key_part().0]))
+    }
+}
+
+macro_rules! tuple_target {
+    ($($E:ident $M:ident . $idx:tt),+) => {
+        impl<Tab, $($E, $M),+> IntoConflictTarget<Tab, ($($M,)+)> for ($($E,)+)
+        where
+            $($E: TargetElement<Tab, $M>,)+
+        {
+            fn into_target(self) -> Target {
+                Target(TargetKind::Parts(vec![$(self.$idx.key_part().0),+]))
+            }
+        }
+    };
+}
+
+tuple_target!(A MA.0, B MB.1);
+tuple_target!(A MA.0, B MB.1, C MC.2);
+tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3);
+tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4);
+tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4, F MF.5);
+tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4, F MF.5, G MG.6);
+tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4, F MF.5, G MG.6, H MH.7);
+
+/// A named unique or exclusion constraint as conflict target: `ON CONFLICT ON CONSTRAINT "name"`.
+///
+/// Made by [`on_constraint`](crate::on_constraint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnConstraint(pub(crate) String);
+
+impl<T> IntoConflictTarget<T, ConstraintTarget> for OnConstraint {
+    fn into_target(self) -> Target {
+        Target(TargetKind::Constraint(self.0))
+    }
+}
+
+/// Marker for a list of several columns.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Many {}
+
+/// One column or a tuple of columns of table `T`, as `update_only` takes them.
+pub trait ColumnSet<T, M> {
+    #[doc(hidden)]
+    fn column_names(&self) -> Vec<&'static str>;
+}
+
+impl<C: Column> ColumnSet<C::Table, ColumnElement> for C {
+    fn column_names(&self) -> Vec<&'static str> {
+        vec![C::NAME]
+    }
+}
+
+macro_rules! tuple_column_set {
+    ($($C:ident . $idx:tt),+) => {
+        impl<Tab, $($C),+> ColumnSet<Tab, Many> for ($($C,)+)
+        where
+            $($C: Column<Table = Tab>,)+
+        {
+            fn column_names(&self) -> Vec<&'static str> {
+                vec![$($C::NAME),+]
+            }
+        }
+    };
+}
+
+super::values::all_tuples!(tuple_column_set);

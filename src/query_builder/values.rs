@@ -1,0 +1,309 @@
+//! Reading the records of an `InsertStatement` at run time: which columns a row supplies, and
+//! the SQL of each value.
+//!
+//! Diesel renders an `Option` field that is `None` as `DEFAULT` and marks the whole statement as
+//! unsafe to cache. This crate leaves such columns out of the column list instead (the same
+//! effect on the inserted row), which keeps the SQL text a function of the supplied columns and
+//! lets Diesel's statement cache prepare it once per connection.
+
+use diesel::insertable::{ColumnInsertValue, DefaultableColumnInsertValue};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, BatchInsert, QueryFragment, ValuesClause};
+use diesel::result::QueryResult;
+use diesel::Column;
+
+/// One row of an insert, read at run time.
+///
+/// Implemented for the values Diesel builds from `Insertable` structs, `column.eq(value)` and
+/// tuples of them; not meant to be implemented by hand.
+pub trait RowValues<T> {
+    /// Appends the names of the columns this row supplies a value for, in insert order.
+    fn supplied_columns(&self, out: &mut Vec<&'static str>);
+
+    /// Writes the supplied values, separated by commas; `first` tracks the separator.
+    fn walk_values<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        first: &mut bool,
+    ) -> QueryResult<()>;
+
+    /// Writes the value of `column`; returns `false` when this row does not supply it.
+    fn walk_value_of<'b>(
+        &'b self,
+        column: &str,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<bool>;
+}
+
+impl<C, E> RowValues<C::Table> for ColumnInsertValue<C, E>
+where
+    C: Column,
+    Self: QueryFragment<Pg>,
+{
+    fn supplied_columns(&self, out: &mut Vec<&'static str>) {
+        out.push(C::NAME);
+    }
+
+    fn walk_values<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        first: &mut bool,
+    ) -> QueryResult<()> {
+        if !std::mem::take(first) {
+            out.push_sql(", ");
+        }
+        self.walk_ast(out.reborrow())
+    }
+
+    fn walk_value_of<'b>(
+        &'b self,
+        column: &str,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<bool> {
+        if column == C::NAME {
+            self.walk_ast(out.reborrow())?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+}
+
+impl<T, V> RowValues<T> for DefaultableColumnInsertValue<V>
+where
+    V: RowValues<T>,
+{
+    fn supplied_columns(&self, out: &mut Vec<&'static str>) {
+        if let DefaultableColumnInsertValue::Expression(v) = self {
+            v.supplied_columns(out);
+        }
+    }
+
+    fn walk_values<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        first: &mut bool,
+    ) -> QueryResult<()> {
+        match self {
+            DefaultableColumnInsertValue::Expression(v) => v.walk_values(out, first),
+            DefaultableColumnInsertValue::Default => Ok(()),
+        }
+    }
+
+    fn walk_value_of<'b>(
+        &'b self,
+        column: &str,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<bool> {
+        match self {
+            DefaultableColumnInsertValue::Expression(v) => v.walk_value_of(column, out),
+            DefaultableColumnInsertValue::Default => Ok(false),
+        }
+    }
+}
+
+impl<T, V> RowValues<T> for ValuesClause<V, T>
+where
+    V: RowValues<T>,
+{
+    fn supplied_columns(&self, out: &mut Vec<&'static str>) {
+        self.values.supplied_columns(out);
+    }
+
+    fn walk_values<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        first: &mut bool,
+    ) -> QueryResult<()> {
+        self.values.walk_values(out, first)
+    }
+
+    fn walk_value_of<'b>(
+        &'b self,
+        column: &str,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<bool> {
+        self.values.walk_value_of(column, out)
+    }
+}
+
+macro_rules! tuple_row_values {
+    ($($T:ident . $idx:tt),+) => {
+        impl<Tab, $($T),+> RowValues<Tab> for ($($T,)+)
+        where
+            $($T: RowValues<Tab>,)+
+        {
+            fn supplied_columns(&self, out: &mut Vec<&'static str>) {
+                $(self.$idx.supplied_columns(out);)+
+            }
+
+            fn walk_values<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, first: &mut bool) -> QueryResult<()> {
+                $(self.$idx.walk_values(out, first)?;)+
+                Ok(())
+            }
+
+            fn walk_value_of<'b>(&'b self, column: &str, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<bool> {
+                $(if self.$idx.walk_value_of(column, out)? { return Ok(true); })+
+                Ok(false)
+            }
+        }
+    };
+}
+
+macro_rules! all_tuples {
+    ($m:ident) => {
+        $m!(A.0);
+        $m!(A.0, B.1);
+        $m!(A.0, B.1, C.2);
+        $m!(A.0, B.1, C.2, D.3);
+        $m!(A.0, B.1, C.2, D.3, E.4);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14);
+        $m!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15);
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23, Y.24
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23, Y.24, Z.25
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23, Y.24, Z.25, AA.26
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23, Y.24, Z.25, AA.26, AB.27
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23, Y.24, Z.25, AA.26, AB.27, AC.28
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23, Y.24, Z.25, AA.26, AB.27, AC.28, AD.29
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23, Y.24, Z.25, AA.26, AB.27, AC.28, AD.29,
+            AE.30
+        );
+        $m!(
+            A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15,
+            Q.16, R.17, S.18, T.19, U.20, V.21, W.22, X.23, Y.24, Z.25, AA.26, AB.27, AC.28, AD.29,
+            AE.30, AF.31
+        );
+    };
+}
+pub(crate) use all_tuples;
+
+all_tuples!(tuple_row_values);
+
+/// The records of an insert statement: one row (`.values(&row)`) or a batch
+/// (`.values(&rows)`).
+pub trait Records<T> {
+    /// The type of one row.
+    type Row: RowValues<T>;
+
+    /// The rows, in input order.
+    fn rows(&self) -> &[Self::Row];
+}
+
+/// Records holding exactly one row: the single-row terminals (`insert`, `insert_and_get`, …)
+/// exist only for these.
+pub trait SingleRow<T>: Records<T> {}
+
+/// Records holding a batch of rows: the bulk terminals (`bulk_insert`, …) exist only for these.
+pub trait BatchRows<T>: Records<T> {}
+
+impl<V, T> Records<T> for ValuesClause<V, T>
+where
+    V: RowValues<T>,
+{
+    type Row = Self;
+
+    fn rows(&self) -> &[Self] {
+        std::slice::from_ref(self)
+    }
+}
+
+impl<V, T> SingleRow<T> for ValuesClause<V, T> where V: RowValues<T> {}
+
+impl<V, T, QId, const STATIC_QUERY_ID: bool> Records<T>
+    for BatchInsert<Vec<ValuesClause<V, T>>, T, QId, STATIC_QUERY_ID>
+where
+    V: RowValues<T>,
+{
+    type Row = ValuesClause<V, T>;
+
+    fn rows(&self) -> &[Self::Row] {
+        &self.values
+    }
+}
+
+impl<V, T, QId, const STATIC_QUERY_ID: bool> BatchRows<T>
+    for BatchInsert<Vec<ValuesClause<V, T>>, T, QId, STATIC_QUERY_ID>
+where
+    V: RowValues<T>,
+{
+}
+
+impl<V, T, QId, const N: usize, const STATIC_QUERY_ID: bool> Records<T>
+    for BatchInsert<[ValuesClause<V, T>; N], T, QId, STATIC_QUERY_ID>
+where
+    V: RowValues<T>,
+{
+    type Row = ValuesClause<V, T>;
+
+    fn rows(&self) -> &[Self::Row] {
+        &self.values
+    }
+}
+
+impl<V, T, QId, const N: usize, const STATIC_QUERY_ID: bool> BatchRows<T>
+    for BatchInsert<[ValuesClause<V, T>; N], T, QId, STATIC_QUERY_ID>
+where
+    V: RowValues<T>,
+{
+}

@@ -1,0 +1,542 @@
+//! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`.
+
+use crate::error::{BuildError, Error, Result};
+use crate::query_builder::literal::{self, column_names_of, leading_identifier, split_top_level};
+use crate::query_builder::statement::{
+    FetchExisting, InsertedFlag, NoUpdateCondition, NoUpdateValues, UpdateCondition, UpdateValues,
+    UpsertReturning, UpsertStatement,
+};
+use crate::query_builder::target::{KeyPart, Target};
+use crate::query_builder::{
+    ColumnSet, IntoConflictTarget, OnConflictDo, Records, RowValues, SingleRow,
+};
+use diesel::connection::LoadConnection;
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::QueryMetadata;
+use diesel::expression::{AppearsOnTable, Expression};
+use diesel::pg::Pg;
+use diesel::query_builder::{AsChangeset, AstPass, InsertStatement, QueryFragment};
+use diesel::query_dsl::CompatibleType;
+use diesel::query_dsl::RunQueryDsl;
+use diesel::result::OptionalExtension;
+use diesel::sql_types::{Bool, BoolOrNullableBool, Text};
+use diesel::{Connection, QueryResult, Table};
+use diesel::{Selectable, SelectableHelper};
+
+/// What to do when the row conflicts with an existing one on the conflict target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConflictAction {
+    /// `DO UPDATE SET …`: overwrite the existing row with the columns the insert supplied (minus
+    /// the conflict-target and primary-key columns), refined by `update_only`, `update_values`,
+    /// `update_condition` and `skip_unchanged`.
+    Update,
+    /// `DO NOTHING`: keep the existing row as it is. The `*_and_get` terminals still return it.
+    Nothing,
+}
+
+/// What an upsert did to a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// No row had the conflict key: the row was inserted.
+    Inserted,
+    /// A row had the conflict key and was updated.
+    Updated,
+    /// A row had the conflict key and was left as it was: `ConflictAction::Nothing`, a false
+    /// `update_condition`, `skip_unchanged` on identical values, or nothing to update.
+    Unchanged,
+}
+
+/// How many times a conflicting row that vanished before it could be read (deleted by another
+/// transaction between the upsert and the read) is retried.
+const ATTEMPTS: usize = 3;
+
+/// Conflict handling for Diesel's `InsertStatement`: `diesel::insert_into(t).values(..)` gains
+/// `on_conflict_do` and the psqlextra-style shorthands.
+///
+/// ```rust
+/// # include!("doctest_setup.rs");
+/// use diesel_upsert::prelude::*;
+///
+/// # fn main() { run().unwrap() }
+/// # fn run() -> diesel_upsert::Result<()> {
+/// # let conn = &mut establish_connection();
+/// let id: i64 = diesel::insert_into(products::table)
+///     .values(&NewProduct::new("SKU-1", "Teapot"))
+///     .upsert(products::sku, conn)?;
+///
+/// // Same key again: the row is updated in place, not duplicated.
+/// let again: Product = diesel::insert_into(products::table)
+///     .values(&NewProduct::new("SKU-1", "Teapot, blue"))
+///     .upsert_and_get(products::sku, conn)?;
+/// assert_eq!((again.id, again.name.as_str()), (id, "Teapot, blue"));
+/// # Ok(())
+/// # }
+/// ```
+pub trait UpsertDsl: Sized {
+    /// The table inserted into.
+    type Table: Table;
+    /// The records of the insert (one row or a batch).
+    type Records;
+    /// Diesel's insert operator.
+    type Operator;
+
+    /// Starts an `INSERT … ON CONFLICT <target> DO UPDATE | DO NOTHING`.
+    ///
+    /// `target` is a column (`products::sku`), a tuple of columns and hstore keys
+    /// (`(vendor_products::vendor, vendor_products::sku)`), or
+    /// [`on_constraint("name")`](crate::on_constraint). The target is written into the SQL as
+    /// text, never as a bind parameter, so PostgreSQL can infer the unique index on every
+    /// execution of the prepared statement.
+    fn on_conflict_do<X, M>(
+        self,
+        target: X,
+        action: ConflictAction,
+    ) -> OnConflictDo<Self::Table, Self::Records, Self::Operator>
+    where
+        X: IntoConflictTarget<Self::Table, M>;
+
+    /// Inserts one row or updates the row with the same `target` key; returns the primary key
+    /// of the inserted or updated row. Shorthand for
+    /// `.on_conflict_do(target, ConflictAction::Update).insert(conn)`.
+    fn upsert<X, M, Pk, C>(self, target: X, conn: &mut C) -> Result<Pk>
+    where
+        X: IntoConflictTarget<Self::Table, M>,
+        Self::Records: SingleRow<Self::Table>,
+        OnConflictDo<Self::Table, Self::Records, Self::Operator>:
+            UpsertStatement<Table = Self::Table>,
+        C: Connection<Backend = Pg> + LoadConnection,
+        PrimaryKey<Self::Table>: Returning<Pk>,
+    {
+        self.on_conflict_do(target, ConflictAction::Update)
+            .insert(conn)
+    }
+
+    /// Inserts one row or updates the row with the same `target` key; returns the row as `M`.
+    /// Shorthand for `.on_conflict_do(target, ConflictAction::Update).insert_and_get(conn)`.
+    fn upsert_and_get<X, MX, M, C>(self, target: X, conn: &mut C) -> Result<M>
+    where
+        X: IntoConflictTarget<Self::Table, MX>,
+        Self::Records: SingleRow<Self::Table>,
+        OnConflictDo<Self::Table, Self::Records, Self::Operator>:
+            UpsertStatement<Table = Self::Table>,
+        C: Connection<Backend = Pg> + LoadConnection,
+        M: Selectable<Pg>,
+        ModelSelection<M>: Returning<M>,
+    {
+        self.on_conflict_do(target, ConflictAction::Update)
+            .insert_and_get(conn)
+    }
+}
+
+/// The primary-key expression of table `T`.
+pub type PrimaryKey<T> = <T as Table>::PrimaryKey;
+
+impl<T, U, Op> UpsertDsl for InsertStatement<T, U, Op>
+where
+    T: Table,
+    T::PrimaryKey: QueryFragment<Pg>,
+    U: Records<T>,
+{
+    type Table = T;
+    type Records = U;
+    type Operator = Op;
+
+    fn on_conflict_do<X, M>(self, target: X, action: ConflictAction) -> OnConflictDo<T, U, Op>
+    where
+        X: IntoConflictTarget<T, M>,
+    {
+        let primary_key = literal::render(&self.target.primary_key())
+            .map(|(sql, _)| column_names_of(&sql))
+            .unwrap_or_default();
+        OnConflictDo {
+            from: self.target.from_clause(),
+            table: self.target,
+            operator: self.operator,
+            records: self.records,
+            target: target.into_target(),
+            action,
+            primary_key,
+            predicate: None,
+            update_only: None,
+            update_values: NoUpdateValues,
+            condition: NoUpdateCondition,
+            skip_unchanged: false,
+        }
+    }
+}
+
+/// A selection (`M::as_select()`, the primary key) that the terminals can return as `Out`.
+///
+/// Implemented for every Diesel expression whose rows load as `Out`; it only spells out, once,
+/// the bounds Diesel's `get_result` needs for the statements the terminals run.
+pub trait Returning<Out>: Expression + QueryFragment<Pg> + Sized {
+    #[doc(hidden)]
+    fn load_with_flag<S, C>(
+        query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
+        conn: &mut C,
+    ) -> QueryResult<Option<(Out, bool)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+
+    #[doc(hidden)]
+    fn load_existing<S, C>(
+        query: FetchExisting<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Option<Out>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+}
+
+impl<Sel, Out> Returning<Out> for Sel
+where
+    Sel: Expression + QueryFragment<Pg>,
+    (Sel, InsertedFlag): Expression<SqlType = (Sel::SqlType, Bool)>,
+    (Sel::SqlType, Bool): CompatibleType<(Out, bool), Pg>,
+    Sel::SqlType: CompatibleType<Out, Pg>,
+    Pg: QueryMetadata<(Sel::SqlType, Bool)> + QueryMetadata<Sel::SqlType>,
+    (Out, bool): FromSqlRow<<(Sel::SqlType, Bool) as CompatibleType<(Out, bool), Pg>>::SqlType, Pg>
+        + 'static,
+    Out: FromSqlRow<<Sel::SqlType as CompatibleType<Out, Pg>>::SqlType, Pg> + 'static,
+    <(Sel::SqlType, Bool) as CompatibleType<(Out, bool), Pg>>::SqlType: 'static,
+    <Sel::SqlType as CompatibleType<Out, Pg>>::SqlType: 'static,
+{
+    fn load_with_flag<S, C>(
+        query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
+        conn: &mut C,
+    ) -> QueryResult<Option<(Out, bool)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.get_result(conn).optional()
+    }
+
+    fn load_existing<S, C>(
+        query: FetchExisting<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Option<Out>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.get_result(conn).optional()
+    }
+}
+
+/// `M::as_select()`: how models are read back.
+pub type ModelSelection<M> = diesel::dsl::AsSelect<M, Pg>;
+
+impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
+where
+    T: Table,
+{
+    /// Targets a partial unique index: `ON CONFLICT (…) WHERE <predicate>`.
+    ///
+    /// The predicate must match the `WHERE` clause of the partial index for PostgreSQL to infer
+    /// it. It is written into the SQL as text — values bound inside it (`role.eq("owner")`)
+    /// become escaped literals — because PostgreSQL cannot match a bind parameter against an
+    /// index predicate once it plans the prepared statement generically. Combining a predicate
+    /// with [`on_constraint`](crate::on_constraint) is an [`Error::InvalidTarget`].
+    pub fn index_predicate<P>(mut self, predicate: P) -> Self
+    where
+        P: Expression + AppearsOnTable<T> + QueryFragment<Pg>,
+        P::SqlType: BoolOrNullableBool,
+    {
+        self.predicate = Some(literal::inline_binds(&predicate));
+        self
+    }
+
+    /// Restricts the columns `ConflictAction::Update` copies from the new row to `columns` (one
+    /// column or a tuple). Columns the insert does not supply are never updated.
+    pub fn update_only<X, M>(mut self, columns: X) -> Self
+    where
+        X: ColumnSet<T, M>,
+    {
+        self.update_only = Some(columns.column_names());
+        self
+    }
+
+    /// Leaves a row alone when the values it would copy from the new row equal the existing
+    /// ones: adds `ROW(t.a, …) IS DISTINCT FROM ROW(excluded.a, …)` to the update condition, so
+    /// an identical row costs no new row version (no dead tuple, no WAL for the row). Columns
+    /// assigned by `update_values` are not compared. The row is still returned by the
+    /// `*_and_get` terminals, with [`Outcome::Unchanged`].
+    pub fn skip_unchanged(mut self) -> Self {
+        self.skip_unchanged = true;
+        self
+    }
+}
+
+impl<T, U, Op, W> OnConflictDo<T, U, Op, NoUpdateValues, W>
+where
+    T: Table,
+{
+    /// Assigns columns with any expression, on top of the default `SET` list: one
+    /// `column.eq(expr)` or a tuple of them. A column assigned here replaces its
+    /// `column = excluded.column` entry; values bound inside stay bind parameters.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel::upsert::excluded;
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// for _ in 0..3 {
+    ///     diesel::insert_into(products::table)
+    ///         .values(&NewProduct { qty: 5, ..NewProduct::new("SKU-2", "Cup") })
+    ///         .on_conflict_do(products::sku, ConflictAction::Update)
+    ///         .update_values(products::qty.eq(products::qty + excluded(products::qty)))
+    ///         .insert::<i64, _>(conn)?;
+    /// }
+    /// let qty: i32 = products::table.filter(products::sku.eq("SKU-2")).select(products::qty).get_result(conn)?;
+    /// assert_eq!(qty, 15);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn update_values<CS>(
+        self,
+        changeset: CS,
+    ) -> OnConflictDo<T, U, Op, UpdateValues<CS::Changeset>, W>
+    where
+        CS: AsChangeset<Target = T>,
+        CS::Changeset: QueryFragment<Pg>,
+    {
+        let changeset = changeset.as_changeset();
+        let columns = literal::render(&changeset)
+            .map(|(sql, _)| {
+                split_top_level(&sql)
+                    .iter()
+                    .filter_map(|assignment| leading_identifier(assignment).map(|(name, _)| name))
+                    .collect()
+            })
+            .unwrap_or_default();
+        OnConflictDo {
+            table: self.table,
+            from: self.from,
+            operator: self.operator,
+            records: self.records,
+            target: self.target,
+            action: self.action,
+            primary_key: self.primary_key,
+            predicate: self.predicate,
+            update_only: self.update_only,
+            update_values: UpdateValues { changeset, columns },
+            condition: self.condition,
+            skip_unchanged: self.skip_unchanged,
+        }
+    }
+}
+
+impl<T, U, Op, V> OnConflictDo<T, U, Op, V, NoUpdateCondition>
+where
+    T: Table,
+{
+    /// Updates only rows where `condition` holds: `DO UPDATE SET … WHERE condition`.
+    ///
+    /// The existing row is read through the table's columns, the new one through
+    /// `diesel::upsert::excluded(column)`. A row where the condition is false is left alone and
+    /// still returned by the `*_and_get` terminals, with [`Outcome::Unchanged`]. Combine several
+    /// conditions with `.and(..)`.
+    pub fn update_condition<E>(self, condition: E) -> OnConflictDo<T, U, Op, V, UpdateCondition<E>>
+    where
+        E: Expression + AppearsOnTable<T> + QueryFragment<Pg>,
+        E::SqlType: BoolOrNullableBool,
+    {
+        OnConflictDo {
+            table: self.table,
+            from: self.from,
+            operator: self.operator,
+            records: self.records,
+            target: self.target,
+            action: self.action,
+            primary_key: self.primary_key,
+            predicate: self.predicate,
+            update_only: self.update_only,
+            update_values: self.update_values,
+            condition: UpdateCondition(condition),
+            skip_unchanged: self.skip_unchanged,
+        }
+    }
+}
+
+impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
+where
+    T: Table,
+    U: SingleRow<T>,
+    Self: UpsertStatement<Table = T>,
+{
+    /// Runs the upsert and returns the primary key of the inserted, updated or existing row.
+    pub fn insert<Pk, C>(self, conn: &mut C) -> Result<Pk>
+    where
+        C: Connection<Backend = Pg> + LoadConnection,
+        PrimaryKey<T>: Returning<Pk>,
+    {
+        self.run_single(conn, || self.table.primary_key())
+            .map(|(pk, _)| pk)
+    }
+
+    /// Runs the upsert and returns the inserted, updated or existing row as `M` (any
+    /// `Selectable` + `Queryable` model, also one that loads only some columns).
+    ///
+    /// With `ConflictAction::Nothing` (or a false `update_condition`, or `skip_unchanged` on an
+    /// identical row) the statement writes nothing and returns nothing; the existing row is
+    /// then read by its conflict key in a second statement.
+    pub fn insert_and_get<M, C>(self, conn: &mut C) -> Result<M>
+    where
+        C: Connection<Backend = Pg> + LoadConnection,
+        M: Selectable<Pg>,
+        ModelSelection<M>: Returning<M>,
+    {
+        self.insert_and_get_with_outcome(conn)
+            .map(|(model, _)| model)
+    }
+
+    /// Like [`insert_and_get`](Self::insert_and_get), and tells whether the row was inserted,
+    /// updated or left unchanged.
+    pub fn insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<(M, Outcome)>
+    where
+        C: Connection<Backend = Pg> + LoadConnection,
+        M: Selectable<Pg>,
+        ModelSelection<M>: Returning<M>,
+    {
+        self.run_single(conn, M::as_select)
+    }
+
+    /// The single-row flow: one statement when it returns the row; otherwise read the row its
+    /// conflict key points at, and start over (a bounded number of times) if that row was
+    /// deleted in between.
+    fn run_single<Sel, Out, C>(
+        &self,
+        conn: &mut C,
+        selection: impl Fn() -> Sel,
+    ) -> Result<(Out, Outcome)>
+    where
+        C: Connection<Backend = Pg> + LoadConnection,
+        Sel: Returning<Out>,
+    {
+        let row = &self.rows()[0];
+        for _ in 0..ATTEMPTS {
+            let upsert = UpsertReturning {
+                statement: self,
+                rows: vec![row],
+                returning: (selection(), InsertedFlag),
+            };
+            if let Some((out, inserted)) =
+                Sel::load_with_flag(upsert, conn).map_err(|e| classify_error(self, e))?
+            {
+                let outcome = if inserted {
+                    Outcome::Inserted
+                } else {
+                    Outcome::Updated
+                };
+                return Ok((out, outcome));
+            }
+            let key = conflict_key(self, row, conn)?;
+            let fetch = FetchExisting {
+                statement: self,
+                row,
+                key,
+                selection: selection(),
+            };
+            if let Some(out) = Sel::load_existing(fetch, conn)? {
+                return Ok((out, Outcome::Unchanged));
+            }
+        }
+        Err(Error::Query(diesel::result::Error::NotFound))
+    }
+}
+
+/// The elements of the conflict key; for a named constraint, its columns read from the catalog.
+pub(crate) fn conflict_key<S, C>(statement: &S, row: &S::Row, conn: &mut C) -> Result<Vec<KeyPart>>
+where
+    S: UpsertStatement,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    if let Some(parts) = statement.target().parts() {
+        return Ok(parts.to_vec());
+    }
+    let constraint = statement.target().constraint().unwrap_or_default();
+    #[derive(diesel::QueryableByName)]
+    struct Attribute {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let attributes: Vec<Attribute> = diesel::sql_query(
+        "SELECT a.attname::text AS name FROM pg_constraint c \
+         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) \
+         WHERE c.conname = $1 AND c.conrelid = $2::regclass \
+         ORDER BY array_position(c.conkey, a.attnum)",
+    )
+    .bind::<Text, _>(constraint)
+    .bind::<Text, _>(statement.table_sql())
+    .load(conn)?;
+    let mut supplied = Vec::new();
+    row.supplied_columns(&mut supplied);
+    if attributes.is_empty() {
+        return Err(BuildError::invalid_target(format!(
+            "constraint {constraint:?} does not exist on {}",
+            statement.table_sql()
+        ))
+        .into());
+    }
+    attributes
+        .iter()
+        .map(|a| {
+            supplied.iter().find(|c| **c == a.name).map(|c| KeyPart::Column(c)).ok_or_else(|| {
+                BuildError::invalid_target(format!(
+                    "constraint {constraint:?} covers column {:?}, which the insert does not supply",
+                    a.name
+                ))
+                .into()
+            })
+        })
+        .collect()
+}
+
+/// Turns PostgreSQL's "no unique or exclusion constraint matching the ON CONFLICT
+/// specification" (42P10) into [`Error::NoMatchingUniqueIndex`] with a hint.
+///
+/// Diesel does not expose the SQLSTATE, so this matches the English message (PostgreSQL's
+/// default `lc_messages`); with localized messages the error stays an [`Error::Query`].
+pub(crate) fn classify_error<S: UpsertStatement>(
+    statement: &S,
+    error: diesel::result::Error,
+) -> Error {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    if let DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) = &error {
+        if info
+            .message()
+            .contains("no unique or exclusion constraint matching the ON CONFLICT")
+        {
+            let table = statement.table_sql();
+            let target = render_target(statement.target());
+            let mut hint = format!("CREATE UNIQUE INDEX ON {table} {target}");
+            if let Some(predicate) = statement.predicate() {
+                hint.push_str(" WHERE ");
+                hint.push_str(predicate);
+            }
+            return Error::NoMatchingUniqueIndex {
+                table,
+                target,
+                hint,
+            };
+        }
+    }
+    error.into()
+}
+
+fn render_target(target: &Target) -> String {
+    struct TargetSql<'a>(&'a Target);
+    impl QueryFragment<Pg> for TargetSql<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            self.0.walk(&mut out)
+        }
+    }
+    literal::render(&TargetSql(target))
+        .map(|(sql, _)| sql)
+        .unwrap_or_default()
+}
