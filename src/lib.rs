@@ -52,10 +52,12 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
+mod bulk;
 mod error;
 pub mod query_builder;
 mod upsert;
 
+pub use crate::bulk::DuplicateKeys;
 pub use crate::error::{Error, Result};
 pub use crate::query_builder::target::OnConstraint;
 pub use crate::upsert::{

@@ -1,14 +1,15 @@
 //! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`.
 
+use crate::bulk::DuplicateKeys;
 use crate::error::{BuildError, Error, Result};
 use crate::query_builder::literal::{self, column_names_of, leading_identifier, split_top_level};
 use crate::query_builder::statement::{
-    FetchExisting, InsertedFlag, NoUpdateCondition, NoUpdateValues, UpdateCondition, UpdateValues,
-    UpsertReturning, UpsertStatement,
+    BulkFetchExisting, BulkUpsert, FetchExisting, InsertedFlag, NoUpdateCondition, NoUpdateValues,
+    UpdateCondition, UpdateValues, UpsertReturning, UpsertStatement,
 };
 use crate::query_builder::target::{KeyPart, Target};
 use crate::query_builder::{
-    ColumnSet, IntoConflictTarget, OnConflictDo, Records, RowValues, SingleRow,
+    BatchRows, ColumnSet, IntoConflictTarget, OnConflictDo, Records, RowValues, SingleRow,
 };
 use diesel::connection::LoadConnection;
 use diesel::deserialize::FromSqlRow;
@@ -19,7 +20,7 @@ use diesel::query_builder::{AsChangeset, AstPass, InsertStatement, QueryFragment
 use diesel::query_dsl::CompatibleType;
 use diesel::query_dsl::RunQueryDsl;
 use diesel::result::OptionalExtension;
-use diesel::sql_types::{Bool, BoolOrNullableBool, Text};
+use diesel::sql_types::{Bool, BoolOrNullableBool, Integer, Text};
 use diesel::{Connection, QueryResult, Table};
 use diesel::{Selectable, SelectableHelper};
 
@@ -126,6 +127,23 @@ pub trait UpsertDsl: Sized {
         self.on_conflict_do(target, ConflictAction::Update)
             .insert_and_get(conn)
     }
+
+    /// Inserts a batch of rows or updates the rows with the same `target` keys; returns one row
+    /// per input row, in input order. Shorthand for
+    /// `.on_conflict_do(target, ConflictAction::Update).bulk_insert_and_get(conn)`.
+    fn bulk_upsert<X, MX, M, C>(self, target: X, conn: &mut C) -> Result<Vec<M>>
+    where
+        X: IntoConflictTarget<Self::Table, MX>,
+        Self::Records: BatchRows<Self::Table>,
+        OnConflictDo<Self::Table, Self::Records, Self::Operator>:
+            UpsertStatement<Table = Self::Table>,
+        C: Connection<Backend = Pg> + LoadConnection,
+        M: Selectable<Pg> + Clone,
+        ModelSelection<M>: Returning<M>,
+    {
+        self.on_conflict_do(target, ConflictAction::Update)
+            .bulk_insert_and_get(conn)
+    }
 }
 
 /// The primary-key expression of table `T`.
@@ -161,6 +179,7 @@ where
             update_values: NoUpdateValues,
             condition: NoUpdateCondition,
             skip_unchanged: false,
+            duplicate_keys: None,
         }
     }
 }
@@ -187,6 +206,33 @@ pub trait Returning<Out>: Expression + QueryFragment<Pg> + Sized {
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection;
+
+    #[doc(hidden)]
+    fn load_rows_with_flag<S, C>(
+        query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(Out, bool)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+
+    #[doc(hidden)]
+    fn load_bulk<S, C>(
+        query: BulkUpsert<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(i32, Out, bool)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+
+    #[doc(hidden)]
+    fn load_bulk_existing<S, C>(
+        query: BulkFetchExisting<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(i32, Out)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
 }
 
 impl<Sel, Out> Returning<Out> for Sel
@@ -201,6 +247,17 @@ where
     Out: FromSqlRow<<Sel::SqlType as CompatibleType<Out, Pg>>::SqlType, Pg> + 'static,
     <(Sel::SqlType, Bool) as CompatibleType<(Out, bool), Pg>>::SqlType: 'static,
     <Sel::SqlType as CompatibleType<Out, Pg>>::SqlType: 'static,
+    (Integer, Sel::SqlType, Bool): CompatibleType<(i32, Out, bool), Pg>,
+    (Integer, Sel::SqlType): CompatibleType<(i32, Out), Pg>,
+    Pg: QueryMetadata<(Integer, Sel::SqlType, Bool)> + QueryMetadata<(Integer, Sel::SqlType)>,
+    (i32, Out, bool): FromSqlRow<
+            <(Integer, Sel::SqlType, Bool) as CompatibleType<(i32, Out, bool), Pg>>::SqlType,
+            Pg,
+        > + 'static,
+    (i32, Out): FromSqlRow<<(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType, Pg>
+        + 'static,
+    <(Integer, Sel::SqlType, Bool) as CompatibleType<(i32, Out, bool), Pg>>::SqlType: 'static,
+    <(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType: 'static,
 {
     fn load_with_flag<S, C>(
         query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
@@ -222,6 +279,39 @@ where
         C: Connection<Backend = Pg> + LoadConnection,
     {
         query.get_result(conn).optional()
+    }
+
+    fn load_rows_with_flag<S, C>(
+        query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(Out, bool)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.load(conn)
+    }
+
+    fn load_bulk<S, C>(
+        query: BulkUpsert<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(i32, Out, bool)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.load(conn)
+    }
+
+    fn load_bulk_existing<S, C>(
+        query: BulkFetchExisting<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(i32, Out)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.load(conn)
     }
 }
 
@@ -265,6 +355,13 @@ where
     /// `*_and_get` terminals, with [`Outcome::Unchanged`].
     pub fn skip_unchanged(mut self) -> Self {
         self.skip_unchanged = true;
+        self
+    }
+
+    /// Chooses what a bulk call does with input rows sharing a conflict key, instead of
+    /// [`Error::DuplicateConflictKey`] (the default for `ConflictAction::Update`).
+    pub fn on_duplicate_keys(mut self, policy: DuplicateKeys) -> Self {
+        self.duplicate_keys = Some(policy);
         self
     }
 }
@@ -327,6 +424,7 @@ where
             update_values: UpdateValues { changeset, columns },
             condition: self.condition,
             skip_unchanged: self.skip_unchanged,
+            duplicate_keys: self.duplicate_keys,
         }
     }
 }
@@ -359,6 +457,7 @@ where
             update_values: self.update_values,
             condition: UpdateCondition(condition),
             skip_unchanged: self.skip_unchanged,
+            duplicate_keys: self.duplicate_keys,
         }
     }
 }
@@ -447,6 +546,62 @@ where
             }
         }
         Err(Error::Query(diesel::result::Error::NotFound))
+    }
+}
+
+impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
+where
+    T: Table,
+    U: BatchRows<T>,
+    Self: UpsertStatement<Table = T>,
+{
+    /// Runs a bulk upsert and returns the primary key of each input row's row, in input order.
+    ///
+    /// See [`bulk_insert_and_get_with_outcome`](Self::bulk_insert_and_get_with_outcome).
+    pub fn bulk_insert<Pk, C>(self, conn: &mut C) -> Result<Vec<Pk>>
+    where
+        C: Connection<Backend = Pg> + LoadConnection,
+        PrimaryKey<T>: Returning<Pk>,
+        Pk: Clone,
+    {
+        let rows = crate::bulk::run(&self, conn, || self.table.primary_key())?;
+        Ok(rows.into_iter().map(|(pk, _)| pk).collect())
+    }
+
+    /// Runs a bulk upsert and returns each input row's row as `M`, in input order.
+    ///
+    /// See [`bulk_insert_and_get_with_outcome`](Self::bulk_insert_and_get_with_outcome).
+    pub fn bulk_insert_and_get<M, C>(self, conn: &mut C) -> Result<Vec<M>>
+    where
+        C: Connection<Backend = Pg> + LoadConnection,
+        M: Selectable<Pg> + Clone,
+        ModelSelection<M>: Returning<M>,
+    {
+        let rows = crate::bulk::run(&self, conn, M::as_select)?;
+        Ok(rows.into_iter().map(|(model, _)| model).collect())
+    }
+
+    /// Runs a bulk upsert and returns, for each input row in input order, its row as `M` and
+    /// what happened to it.
+    ///
+    /// - Every row must supply the same columns: otherwise [`Error::InconsistentColumns`].
+    /// - Rows sharing a conflict key: [`Error::DuplicateConflictKey`] for
+    ///   `ConflictAction::Update` unless [`on_duplicate_keys`](Self::on_duplicate_keys) chose a
+    ///   policy; the first row wins for `ConflictAction::Nothing`. A row that was not sent gets
+    ///   the row its key ended as, with [`Outcome::Unchanged`].
+    /// - Rows are sent sorted by conflict key (concurrent calls lock rows in the same order),
+    ///   in statements under PostgreSQL's 65 535 bind parameters, all in one transaction (a
+    ///   savepoint inside the caller's): all rows or none.
+    /// - Results are matched to the input by conflict key, never by position: rows a conflict
+    ///   left in place are read back by key, with [`Outcome::Unchanged`].
+    /// - Empty input returns an empty `Vec` without sending anything.
+    pub fn bulk_insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<Vec<(M, Outcome)>>
+    where
+        C: Connection<Backend = Pg> + LoadConnection,
+        M: Selectable<Pg> + Clone,
+        ModelSelection<M>: Returning<M>,
+    {
+        crate::bulk::run(&self, conn, M::as_select)
     }
 }
 

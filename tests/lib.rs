@@ -1,3 +1,4 @@
+mod bulk;
 mod harness;
 mod single;
 mod smoke;

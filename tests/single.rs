@@ -18,7 +18,7 @@ fn sql_of<Q: diesel::query_builder::QueryFragment<Pg>>(query: &Q) -> String {
 
 /// Records the SQL of every statement a connection sends.
 #[derive(Clone, Default)]
-struct SentSql(Arc<Mutex<Vec<String>>>);
+pub(crate) struct SentSql(Arc<Mutex<Vec<String>>>);
 
 impl Instrumentation for SentSql {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
@@ -29,12 +29,12 @@ impl Instrumentation for SentSql {
 }
 
 impl SentSql {
-    fn attach(conn: &mut PgConnection) -> Self {
+    pub(crate) fn attach(conn: &mut PgConnection) -> Self {
         let sent = SentSql::default();
         conn.set_instrumentation(sent.clone());
         sent
     }
-    fn take(&self) -> Vec<String> {
+    pub(crate) fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }

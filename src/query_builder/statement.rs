@@ -9,7 +9,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::result::QueryResult;
-use diesel::sql_types::Bool;
+use diesel::sql_types::{Bool, Integer};
 use diesel::Table;
 use std::fmt;
 
@@ -35,6 +35,7 @@ pub struct OnConflictDo<T: Table, U, Op, V = NoUpdateValues, W = NoUpdateConditi
     pub(crate) update_values: V,
     pub(crate) condition: W,
     pub(crate) skip_unchanged: bool,
+    pub(crate) duplicate_keys: Option<crate::bulk::DuplicateKeys>,
 }
 
 impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
@@ -45,6 +46,7 @@ impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
             .field("predicate", &self.predicate)
             .field("update_only", &self.update_only)
             .field("skip_unchanged", &self.skip_unchanged)
+            .field("duplicate_keys", &self.duplicate_keys)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +154,26 @@ pub trait UpsertStatement {
         out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()>;
 
+    /// Writes the bulk statement: the rows (each with its input position) as a `VALUES` list in
+    /// a CTE, `INSERT … SELECT` from it with the conflict clause, and a `SELECT` of
+    /// `(position, selection, inserted)` joining the input to the written rows by `key`.
+    fn walk_bulk_upsert<'b>(
+        &'b self,
+        rows: &[(usize, &'b Self::Row)],
+        key: &[KeyPart],
+        selection: &'b dyn QueryFragment<Pg>,
+        out: AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()>;
+
+    /// Writes `SELECT (position, selection)` of the existing rows with the keys of `rows`.
+    fn walk_fetch_existing<'b>(
+        &'b self,
+        rows: &[(usize, &'b Self::Row)],
+        key: &[KeyPart],
+        selection: &'b dyn QueryFragment<Pg>,
+        out: AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()>;
+
     /// Writes `FROM <table>` for a follow-up `SELECT`.
     fn walk_from<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
 
@@ -167,6 +189,12 @@ pub trait UpsertStatement {
 
     /// The table as written in the statement, such as `"products"`.
     fn table_sql(&self) -> String;
+
+    /// Checks the target and predicate without writing anything.
+    fn check(&self) -> QueryResult<()>;
+
+    /// The policy for rows sharing a conflict key in a bulk call.
+    fn duplicate_keys(&self) -> Option<crate::bulk::DuplicateKeys>;
 }
 
 impl<T, U, Op, V, W> UpsertStatement for OnConflictDo<T, U, Op, V, W>
@@ -191,27 +219,9 @@ where
         returning: Option<&'b dyn QueryFragment<Pg>>,
         mut out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
-        if let Some(Err(e)) = &self.predicate {
-            return Err(e.clone().into());
-        }
-        if self.predicate.is_some() && self.target.constraint().is_some() {
-            return Err(BuildError::invalid_target(
-                "an index predicate cannot be combined with a named constraint: \
-                 PostgreSQL only infers partial indexes from column or expression targets",
-            )
-            .into());
-        }
-        self.target.check()?;
-
-        let mut columns = Vec::new();
-        if let Some(first) = rows.first() {
-            first.supplied_columns(&mut columns);
-        }
-        check_consistent(&columns, rows)?;
-
-        self.operator.walk_ast(out.reborrow())?;
-        out.push_sql(" INTO ");
-        self.from.walk_ast(out.reborrow())?;
+        self.check_target()?;
+        let columns = consistent_columns(rows.iter().copied())?;
+        self.walk_insert_into(&columns, &mut out)?;
         if columns.is_empty() {
             if rows.len() > 1 {
                 return Err(BuildError::invalid_target(
@@ -221,28 +231,106 @@ where
             }
             out.push_sql(" DEFAULT VALUES");
         } else {
-            out.push_sql(" (");
-            push_identifiers(&mut out, None, &columns)?;
-            out.push_sql(") VALUES ");
-            for (i, row) in rows.iter().enumerate() {
-                if i > 0 {
-                    out.push_sql(", ");
-                }
-                out.push_sql("(");
-                row.walk_values(&mut out, &mut true)?;
-                out.push_sql(")");
-            }
+            out.push_sql(" VALUES ");
+            walk_rows(rows.iter().map(|row| (None, *row)), &mut out)?;
         }
-        out.push_sql(" ON CONFLICT ");
-        self.target.walk(&mut out)?;
-        if let Some(Ok(predicate)) = &self.predicate {
-            out.push_sql(" WHERE ");
-            out.push_sql(predicate);
-        }
-        self.walk_action(&columns, &mut out)?;
+        self.walk_on_conflict(&columns, &mut out)?;
         if let Some(returning) = returning {
             out.push_sql(" RETURNING ");
             returning.walk_ast(out.reborrow())?;
+        }
+        Ok(())
+    }
+
+    fn walk_bulk_upsert<'b>(
+        &'b self,
+        rows: &[(usize, &'b Self::Row)],
+        key: &[KeyPart],
+        selection: &'b dyn QueryFragment<Pg>,
+        mut out: AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        self.check_target()?;
+        let columns = consistent_columns(rows.iter().map(|(_, row)| *row))?;
+        if columns.is_empty() {
+            return Err(BuildError::invalid_target(
+                "a bulk insert needs at least one column that every row supplies",
+            )
+            .into());
+        }
+        walk_input_cte(&columns, rows, &mut out, |row, out, first| {
+            row.walk_values(out, first)
+        })?;
+        out.push_sql(", ");
+        out.push_identifier(UPSERTED)?;
+        out.push_sql(" AS (");
+        self.walk_insert_into(&columns, &mut out)?;
+        out.push_sql(" SELECT ");
+        push_identifiers(&mut out, None, &columns)?;
+        out.push_sql(" FROM ");
+        out.push_identifier(INPUT)?;
+        self.walk_on_conflict(&columns, &mut out)?;
+        out.push_sql(" RETURNING ");
+        self.from.walk_ast(out.reborrow())?;
+        out.push_sql(".*, (xmax = 0) AS ");
+        out.push_identifier(INSERTED)?;
+        out.push_sql(") SELECT ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(".");
+        out.push_identifier(ORDINAL)?;
+        out.push_sql(", ");
+        selection.walk_ast(out.reborrow())?;
+        out.push_sql(", ");
+        self.from.walk_ast(out.reborrow())?;
+        out.push_sql(".");
+        out.push_identifier(INSERTED)?;
+        out.push_sql(" FROM ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(" JOIN ");
+        out.push_identifier(UPSERTED)?;
+        out.push_sql(" AS ");
+        self.from.walk_ast(out.reborrow())?;
+        self.walk_key_join(key, &mut out)
+    }
+
+    fn walk_fetch_existing<'b>(
+        &'b self,
+        rows: &[(usize, &'b Self::Row)],
+        key: &[KeyPart],
+        selection: &'b dyn QueryFragment<Pg>,
+        mut out: AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        let mut columns: Vec<&'static str> = Vec::new();
+        for part in key {
+            if !columns.contains(&part.column()) {
+                columns.push(part.column());
+            }
+        }
+        walk_input_cte(&columns, rows, &mut out, |row, out, first| {
+            for column in &columns {
+                if !std::mem::take(first) {
+                    out.push_sql(", ");
+                }
+                if !row.walk_value_of(column, out)? {
+                    out.push_sql("NULL");
+                }
+            }
+            Ok(())
+        })?;
+        out.push_sql(" SELECT ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(".");
+        out.push_identifier(ORDINAL)?;
+        out.push_sql(", ");
+        selection.walk_ast(out.reborrow())?;
+        out.push_sql(" FROM ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(" JOIN ");
+        self.from.walk_ast(out.reborrow())?;
+        self.walk_key_join(key, &mut out)?;
+        if let Some(Ok(predicate)) = &self.predicate {
+            out.push_sql(" AND (");
+            out.push_sql(predicate);
+            out.push_sql(")");
         }
         Ok(())
     }
@@ -262,6 +350,14 @@ where
 
     fn action(&self) -> ConflictAction {
         self.action
+    }
+
+    fn check(&self) -> QueryResult<()> {
+        self.check_target()
+    }
+
+    fn duplicate_keys(&self) -> Option<crate::bulk::DuplicateKeys> {
+        self.duplicate_keys
     }
 
     fn table_sql(&self) -> String {
@@ -294,6 +390,75 @@ where
             })
             .filter(|c| !self.update_values.columns().iter().any(|v| v == c))
             .collect()
+    }
+
+    /// Rejects what cannot be written as a conflict target, before anything is written.
+    fn check_target(&self) -> QueryResult<()> {
+        if let Some(Err(e)) = &self.predicate {
+            return Err(e.clone().into());
+        }
+        if self.predicate.is_some() && self.target.constraint().is_some() {
+            return Err(BuildError::invalid_target(
+                "an index predicate cannot be combined with a named constraint: \
+                 PostgreSQL only infers partial indexes from column or expression targets",
+            )
+            .into());
+        }
+        Ok(self.target.check()?)
+    }
+
+    /// `INSERT INTO "t" ("a", "b")`, without a column list when there are no columns.
+    fn walk_insert_into<'b>(
+        &'b self,
+        columns: &[&'static str],
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()>
+    where
+        Op: QueryFragment<Pg>,
+    {
+        self.operator.walk_ast(out.reborrow())?;
+        out.push_sql(" INTO ");
+        self.from.walk_ast(out.reborrow())?;
+        if !columns.is_empty() {
+            out.push_sql(" (");
+            push_identifiers(out, None, columns)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+
+    /// ` ON CONFLICT <target> [WHERE <predicate>] DO …`.
+    fn walk_on_conflict<'b>(
+        &'b self,
+        columns: &[&'static str],
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(" ON CONFLICT ");
+        self.target.walk(out)?;
+        if let Some(Ok(predicate)) = &self.predicate {
+            out.push_sql(" WHERE ");
+            out.push_sql(predicate);
+        }
+        self.walk_action(columns, out)
+    }
+
+    /// ` ON <input key> = <key on the table> AND …`: joins the input rows to the table, or to
+    /// the upserted rows named like the table.
+    fn walk_key_join<'b>(
+        &'b self,
+        key: &[KeyPart],
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(" ON ");
+        for (i, part) in key.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(" AND ");
+            }
+            part.walk_on(out, |out| out.push_identifier(INPUT).map(|_| true))?;
+            out.push_sql(" = ");
+            part.walk_on(out, |out| self.from.walk_ast(out.reborrow()).map(|_| true))?;
+        }
+        Ok(())
     }
 
     fn walk_action<'b>(
@@ -350,23 +515,84 @@ where
     }
 }
 
-/// Every row must supply the columns row 0 supplies.
-pub(crate) fn check_consistent<R: RowValues<T>, T>(
-    expected: &[&'static str],
-    rows: &[&R],
-) -> Result<(), BuildError> {
-    let mut found = Vec::with_capacity(expected.len());
-    for (index, row) in rows.iter().enumerate().skip(1) {
+/// The name of the input rows of a bulk statement.
+const INPUT: &str = "__upsert_input";
+/// The name of the rows a bulk statement wrote.
+const UPSERTED: &str = "__upserted";
+/// The column holding each input row's position in the caller's input.
+const ORDINAL: &str = "__upsert_ord";
+/// The column telling an inserted row from an updated one.
+const INSERTED: &str = "__upsert_inserted";
+
+/// The columns every row supplies; an error naming the first row that differs from row 0.
+pub(crate) fn consistent_columns<'r, T: 'r, R: RowValues<T> + 'r>(
+    mut rows: impl Iterator<Item = &'r R>,
+) -> Result<Vec<&'static str>, BuildError> {
+    let mut columns = Vec::new();
+    if let Some(first) = rows.next() {
+        first.supplied_columns(&mut columns);
+    }
+    let mut found = Vec::with_capacity(columns.len());
+    for (index, row) in rows.enumerate() {
         found.clear();
         row.supplied_columns(&mut found);
-        if found != expected {
+        if found != columns {
             return Err(BuildError::InconsistentColumns {
-                row: index,
-                expected: expected.iter().map(|c| c.to_string()).collect(),
+                row: index + 1,
+                expected: columns.iter().map(|c| c.to_string()).collect(),
                 found: found.iter().map(|c| c.to_string()).collect(),
             });
         }
     }
+    Ok(columns)
+}
+
+/// `(v1, v2[, ordinal]), (…)`.
+fn walk_rows<'b, T, R: RowValues<T> + 'b>(
+    rows: impl Iterator<Item = (Option<usize>, &'b R)>,
+    out: &mut AstPass<'_, 'b, Pg>,
+) -> QueryResult<()> {
+    for (i, (ordinal, row)) in rows.enumerate() {
+        if i > 0 {
+            out.push_sql(", ");
+        }
+        out.push_sql("(");
+        row.walk_values(out, &mut true)?;
+        if let Some(ordinal) = ordinal {
+            out.push_sql(", ");
+            out.push_sql(&ordinal.to_string());
+        }
+        out.push_sql(")");
+    }
+    Ok(())
+}
+
+/// `WITH "__upsert_input" ("a", "b", "__upsert_ord") AS (VALUES (…, 0), (…, 1))`, each row's
+/// values written by `walk_row`.
+fn walk_input_cte<'b, T, R: RowValues<T> + 'b>(
+    columns: &[&'static str],
+    rows: &[(usize, &'b R)],
+    out: &mut AstPass<'_, 'b, Pg>,
+    walk_row: impl Fn(&'b R, &mut AstPass<'_, 'b, Pg>, &mut bool) -> QueryResult<()>,
+) -> QueryResult<()> {
+    out.push_sql("WITH ");
+    out.push_identifier(INPUT)?;
+    out.push_sql(" (");
+    push_identifiers(out, None, columns)?;
+    out.push_sql(", ");
+    out.push_identifier(ORDINAL)?;
+    out.push_sql(") AS (VALUES ");
+    for (i, (ordinal, row)) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push_sql(", ");
+        }
+        out.push_sql("(");
+        walk_row(row, out, &mut true)?;
+        out.push_sql(", ");
+        out.push_sql(&ordinal.to_string());
+        out.push_sql(")");
+    }
+    out.push_sql(")");
     Ok(())
 }
 
@@ -489,7 +715,7 @@ impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for FetchExisti
             if i > 0 {
                 out.push_sql(" AND ");
             }
-            part.walk_on(None, &mut out)?;
+            part.walk_on(&mut out, super::target::unqualified)?;
             out.push_sql(" = ");
             walk_key_value(part, self.row, &mut out)?;
         }
@@ -538,3 +764,58 @@ impl<S: UpsertStatement, R: Expression> Query for FetchExisting<'_, S, R> {
 }
 
 impl<S: UpsertStatement, R, Conn> RunQueryDsl<Conn> for FetchExisting<'_, S, R> {}
+
+/// A bulk upsert of some rows, loading `(input position, selection, inserted)` per written row.
+#[doc(hidden)]
+pub struct BulkUpsert<'q, S: UpsertStatement, R> {
+    pub(crate) statement: &'q S,
+    pub(crate) rows: Vec<(usize, &'q S::Row)>,
+    pub(crate) key: &'q [KeyPart],
+    pub(crate) selection: R,
+}
+
+/// The existing rows with the keys of some input rows, loading `(input position, selection)`.
+#[doc(hidden)]
+pub struct BulkFetchExisting<'q, S: UpsertStatement, R> {
+    pub(crate) statement: &'q S,
+    pub(crate) rows: Vec<(usize, &'q S::Row)>,
+    pub(crate) key: &'q [KeyPart],
+    pub(crate) selection: R,
+}
+
+macro_rules! bulk_query {
+    ($name:ident, $walk:ident, ($($sql_type:tt)*)) => {
+        impl<S: UpsertStatement, R> fmt::Debug for $name<'_, S, R> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("rows", &self.rows.len())
+                    .field("key", &self.key)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for $name<'_, S, R> {
+            fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+                self.statement.$walk(&self.rows, self.key, &self.selection, out)
+            }
+        }
+
+        impl<S: UpsertStatement, R> QueryId for $name<'_, S, R> {
+            type QueryId = ();
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+
+        impl<S: UpsertStatement, R: Expression> Query for $name<'_, S, R> {
+            type SqlType = ($($sql_type)*);
+        }
+
+        impl<S: UpsertStatement, R, Conn> RunQueryDsl<Conn> for $name<'_, S, R> {}
+    };
+}
+
+bulk_query!(BulkUpsert, walk_bulk_upsert, (Integer, R::SqlType, Bool));
+bulk_query!(
+    BulkFetchExisting,
+    walk_fetch_existing,
+    (Integer, R::SqlType)
+);

@@ -14,8 +14,9 @@ use diesel::Column;
 use std::borrow::Cow;
 
 /// One element of a conflict target, read at run time.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum KeyPart {
+pub enum KeyPart {
     /// A plain column: `"sku"`.
     Column(&'static str),
     /// A key of an hstore column: `("title" -> 'en')`.
@@ -26,15 +27,15 @@ pub(crate) enum KeyPart {
 }
 
 impl KeyPart {
-    /// Writes the element, on `qualifier` (a table name or alias) when given.
-    pub(crate) fn walk_on(
+    /// Writes the element; `qualify` writes the table or alias its column is read from (and
+    /// nothing for an unqualified column).
+    pub(crate) fn walk_on<'b>(
         &self,
-        qualifier: Option<&str>,
-        out: &mut AstPass<'_, '_, Pg>,
+        out: &mut AstPass<'_, 'b, Pg>,
+        qualify: impl Fn(&mut AstPass<'_, 'b, Pg>) -> QueryResult<bool>,
     ) -> QueryResult<()> {
-        let column = |out: &mut AstPass<'_, '_, Pg>, name: &str| -> QueryResult<()> {
-            if let Some(q) = qualifier {
-                out.push_identifier(q)?;
+        let column = |out: &mut AstPass<'_, 'b, Pg>, name: &str| -> QueryResult<()> {
+            if qualify(out)? {
                 out.push_sql(".");
             }
             out.push_identifier(name)
@@ -51,6 +52,18 @@ impl KeyPart {
             }
         }
     }
+
+    /// The column this element reads.
+    pub(crate) fn column(&self) -> &'static str {
+        match self {
+            KeyPart::Column(c) | KeyPart::HstoreKey { column: c, .. } => c,
+        }
+    }
+}
+
+/// Writes no qualifier.
+pub(crate) fn unqualified(_: &mut AstPass<'_, '_, Pg>) -> QueryResult<bool> {
+    Ok(false)
 }
 
 /// A conflict target, read at run time.
@@ -74,7 +87,7 @@ impl Target {
                     if i > 0 {
                         out.push_sql(", ");
                     }
-                    part.walk_on(None, out)?;
+                    part.walk_on(out, unqualified)?;
                 }
                 out.push_sql(")");
                 Ok(())

@@ -1,0 +1,418 @@
+//! Bulk upserts: column consistency, duplicate conflict keys, key order, chunking.
+//!
+//! The rows of one call are checked before anything is sent: every row must supply the same
+//! columns, and rows sharing a conflict key are an error (`ConflictAction::Update`) or resolved
+//! by a [`DuplicateKeys`] policy. The remaining rows are sorted by their conflict key — so two
+//! calls over overlapping keys lock rows in the same order and cannot deadlock each other — and
+//! cut into statements under PostgreSQL's 65 535 bind parameters, all in one transaction (a
+//! savepoint inside the caller's). Results come back matched to the input rows by conflict key,
+//! in input order.
+
+use crate::error::{BuildError, Error, Result};
+use crate::query_builder::literal::render;
+use crate::query_builder::statement::{
+    consistent_columns, BulkFetchExisting, BulkUpsert, InsertedFlag, UpsertReturning,
+    UpsertStatement,
+};
+use crate::query_builder::target::KeyPart;
+use crate::query_builder::values::RowValues;
+use crate::upsert::{classify_error, conflict_key, ConflictAction, Outcome, Returning};
+use diesel::connection::LoadConnection;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::{Connection, QueryResult};
+use std::collections::hash_map::{Entry, HashMap};
+
+/// PostgreSQL's limit on bind parameters in one statement.
+pub(crate) const MAX_BINDS: usize = 65_535;
+
+/// What a bulk call does with input rows that share a conflict key.
+///
+/// Without a policy, `ConflictAction::Update` rejects such input with
+/// [`Error::DuplicateConflictKey`](crate::Error::DuplicateConflictKey) (PostgreSQL itself would
+/// fail with "ON CONFLICT DO UPDATE command cannot affect row a second time"), and
+/// `ConflictAction::Nothing` keeps the first row, as PostgreSQL would. Every input row still
+/// gets a result: the row its key ended as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DuplicateKeys {
+    /// Send the first row of each key; later rows with the key get its result.
+    KeepFirst,
+    /// Send the last row of each key; earlier rows with the key get its result.
+    KeepLast,
+}
+
+/// The rows of one bulk call, arranged for sending.
+#[derive(Debug)]
+pub(crate) struct Plan<'r, R> {
+    /// Rows with a conflict key, one per key, sorted by key: `(input position, row)`.
+    pub(crate) keyed: Vec<(usize, &'r R)>,
+    /// Rows whose key has a NULL part: they never conflict, in input order.
+    pub(crate) unkeyed: Vec<(usize, &'r R)>,
+    /// For each input position, the position of the row whose result it gets.
+    pub(crate) representative: Vec<usize>,
+}
+
+/// Checks the key of every row and arranges the rows for sending.
+pub(crate) fn plan<'r, T, R: RowValues<T>>(
+    rows: &'r [R],
+    key: &[KeyPart],
+    on_duplicates: Option<DuplicateKeys>,
+) -> Result<Plan<'r, R>> {
+    let keys = rows
+        .iter()
+        .map(|row| key_of(row, key))
+        .collect::<Result<Vec<_>>>()?;
+    let mut chosen: HashMap<&[u8], usize> = HashMap::with_capacity(rows.len());
+    for (index, row_key) in keys.iter().enumerate() {
+        let Some(row_key) = row_key else { continue };
+        match chosen.entry(row_key.as_slice()) {
+            Entry::Vacant(entry) => {
+                entry.insert(index);
+            }
+            Entry::Occupied(mut entry) => match on_duplicates {
+                None => {
+                    return Err(Error::DuplicateConflictKey {
+                        first: *entry.get(),
+                        duplicate: index,
+                    })
+                }
+                Some(DuplicateKeys::KeepFirst) => {}
+                Some(DuplicateKeys::KeepLast) => {
+                    entry.insert(index);
+                }
+            },
+        }
+    }
+    let representative = keys
+        .iter()
+        .enumerate()
+        .map(|(index, row_key)| row_key.as_ref().map_or(index, |k| chosen[k.as_slice()]))
+        .collect();
+    let mut keyed: Vec<(&[u8], usize)> = chosen.into_iter().collect();
+    keyed.sort_unstable();
+    let unkeyed = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.is_none())
+        .map(|(index, _)| (index, &rows[index]))
+        .collect();
+    Ok(Plan {
+        keyed: keyed
+            .into_iter()
+            .map(|(_, index)| (index, &rows[index]))
+            .collect(),
+        unkeyed,
+        representative,
+    })
+}
+
+/// The conflict key of a row as comparable bytes, or `None` when a part of it is NULL (such a
+/// row never conflicts). Equal keys give equal bytes for the binary encodings of text, integer,
+/// uuid and similar key types; the byte order is only used to sort rows deterministically.
+fn key_of<T, R: RowValues<T>>(row: &R, key: &[KeyPart]) -> Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    for part in key {
+        let (sql, binds) = render(&ValueOf {
+            row,
+            column: part.column(),
+            _table: std::marker::PhantomData::<T>,
+        })?;
+        let value: Option<Vec<u8>> = match (sql.as_str(), binds.binds.as_slice()) {
+            ("", _) => return Ok(None),
+            ("$1", [bind]) => match part {
+                KeyPart::Column(_) => bind.clone(),
+                KeyPart::HstoreKey { key, .. } => bind
+                    .as_deref()
+                    .and_then(|map| hstore_value(map, key))
+                    .map(<[u8]>::to_vec),
+            },
+            _ => {
+                // An expression rather than a plain value: compare its SQL and its binds.
+                let mut bytes = sql.into_bytes();
+                if let KeyPart::HstoreKey { key, .. } = part {
+                    bytes.extend_from_slice(key.as_bytes());
+                }
+                for bind in &binds.binds {
+                    push_length_prefixed(&mut bytes, bind.as_deref());
+                }
+                Some(bytes)
+            }
+        };
+        match value {
+            None => return Ok(None),
+            Some(value) => push_length_prefixed(&mut out, Some(&value)),
+        }
+    }
+    Ok(Some(out))
+}
+
+fn push_length_prefixed(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+        Some(v) => {
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+}
+
+/// The value of `key` in a binary-encoded hstore, `None` when missing or NULL.
+fn hstore_value<'a>(mut map: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (input.get(..n)?, input.get(n..)?);
+        *input = tail;
+        Some(head)
+    }
+    fn length(input: &mut &[u8]) -> Option<i32> {
+        Some(i32::from_be_bytes(take(input, 4)?.try_into().ok()?))
+    }
+    let count = length(&mut map)?;
+    for _ in 0..count {
+        let key_length = usize::try_from(length(&mut map)?).ok()?;
+        let k = take(&mut map, key_length)?;
+        let value_length = length(&mut map)?;
+        let value = if value_length < 0 {
+            None
+        } else {
+            Some(take(&mut map, value_length as usize)?)
+        };
+        if k == key.as_bytes() {
+            return value;
+        }
+    }
+    None
+}
+
+/// Renders the value one row gives to one column.
+struct ValueOf<'a, R, T> {
+    row: &'a R,
+    column: &'static str,
+    _table: std::marker::PhantomData<T>,
+}
+
+impl<R: RowValues<T>, T> QueryFragment<Pg> for ValueOf<'_, R, T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.row.walk_value_of(self.column, &mut out).map(|_| ())
+    }
+}
+
+/// Renders the values of one row.
+struct ValuesOf<'a, R, T>(&'a R, std::marker::PhantomData<T>);
+
+impl<R: RowValues<T>, T> QueryFragment<Pg> for ValuesOf<'_, R, T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_values(&mut out, &mut true)
+    }
+}
+
+/// The number of bind parameters a row renders.
+pub(crate) fn binds_of<T, R: RowValues<T>>(row: &R) -> Result<usize> {
+    Ok(render(&ValuesOf(row, std::marker::PhantomData::<T>))?
+        .1
+        .binds
+        .len())
+}
+
+/// Cuts `rows` into chunks whose binds, plus `fixed` binds of the statement around them, stay
+/// within PostgreSQL's limit.
+pub(crate) fn chunks<'r, T, R: RowValues<T>>(
+    rows: &[(usize, &'r R)],
+    fixed: usize,
+) -> Result<Vec<Vec<(usize, &'r R)>>> {
+    let budget = MAX_BINDS.saturating_sub(fixed);
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut used = 0;
+    for &(index, row) in rows {
+        let binds = binds_of(row)?;
+        if binds > budget {
+            return Err(BuildError::invalid_target(format!(
+                "row {index} alone needs {binds} bind parameters, more than PostgreSQL allows in one statement"
+            ))
+            .into());
+        }
+        if used + binds > budget && !current.is_empty() {
+            chunks.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        used += binds;
+        current.push((index, row));
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    Ok(chunks)
+}
+
+/// How many times rows whose existing row vanished before it could be read are sent again.
+const ATTEMPTS: usize = 3;
+
+/// The bulk flow: check, plan, then in one transaction send the keyed rows in key order (chunked),
+/// read the rows a conflict left in place, send the rows without a key; results in input order.
+pub(crate) fn run<S, Sel, Out, C>(
+    statement: &S,
+    conn: &mut C,
+    selection: impl Fn() -> Sel,
+) -> Result<Vec<(Out, Outcome)>>
+where
+    S: UpsertStatement,
+    Sel: Returning<Out>,
+    Out: Clone,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    let rows = statement.rows();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    consistent_columns::<S::Table, S::Row>(rows.iter())?;
+    statement.check()?;
+    let key = conflict_key(statement, &rows[0], conn)?;
+    let on_duplicates = statement.duplicate_keys().or(match statement.action() {
+        ConflictAction::Nothing => Some(DuplicateKeys::KeepFirst),
+        ConflictAction::Update => None,
+    });
+    let plan = plan(rows, &key, on_duplicates)?;
+    let fixed = fixed_binds(statement, &plan, &key, &selection)?;
+
+    let mut results: Vec<Option<(Out, Outcome)>> = vec![None; rows.len()];
+    conn.transaction(|conn| -> Result<()> {
+        let mut pending = plan.keyed.clone();
+        for _ in 0..ATTEMPTS {
+            for chunk in chunks(&pending, fixed)? {
+                let query = BulkUpsert {
+                    statement,
+                    rows: chunk,
+                    key: &key,
+                    selection: selection(),
+                };
+                for (index, out, inserted) in
+                    Sel::load_bulk(query, conn).map_err(|e| classify_error(statement, e))?
+                {
+                    let outcome = if inserted {
+                        Outcome::Inserted
+                    } else {
+                        Outcome::Updated
+                    };
+                    results[position(index)?] = Some((out, outcome));
+                }
+            }
+            // Rows the statement did not write: read the rows their keys point at.
+            let kept: Vec<_> = pending
+                .iter()
+                .copied()
+                .filter(|(i, _)| results[*i].is_none())
+                .collect();
+            for chunk in chunks(&kept, 0)? {
+                let query = BulkFetchExisting {
+                    statement,
+                    rows: chunk,
+                    key: &key,
+                    selection: selection(),
+                };
+                for (index, out) in Sel::load_bulk_existing(query, conn)? {
+                    results[position(index)?] = Some((out, Outcome::Unchanged));
+                }
+            }
+            pending.retain(|(i, _)| results[*i].is_none());
+            if pending.is_empty() {
+                break;
+            }
+        }
+        if !pending.is_empty() {
+            return Err(Error::Query(diesel::result::Error::NotFound));
+        }
+        // Rows with a NULL in their key never conflict on the target: plain inserts, returned
+        // in the order of the VALUES list.
+        for chunk in chunks(&plan.unkeyed, fixed)? {
+            let query = UpsertReturning {
+                statement,
+                rows: chunk.iter().map(|(_, row)| *row).collect(),
+                returning: (selection(), InsertedFlag),
+            };
+            let written =
+                Sel::load_rows_with_flag(query, conn).map_err(|e| classify_error(statement, e))?;
+            if written.len() != chunk.len() {
+                return Err(Error::Query(diesel::result::Error::NotFound));
+            }
+            for ((index, _), (out, inserted)) in chunk.iter().zip(written) {
+                let outcome = if inserted {
+                    Outcome::Inserted
+                } else {
+                    Outcome::Updated
+                };
+                results[*index] = Some((out, outcome));
+            }
+        }
+        Ok(())
+    })?;
+
+    plan.representative
+        .iter()
+        .enumerate()
+        .map(|(index, &sent)| {
+            let (out, outcome) = results[sent]
+                .clone()
+                .ok_or(Error::Query(diesel::result::Error::NotFound))?;
+            Ok(if sent == index {
+                (out, outcome)
+            } else {
+                (out, Outcome::Unchanged)
+            })
+        })
+        .collect()
+}
+
+fn position(ordinal: i32) -> Result<usize> {
+    usize::try_from(ordinal).map_err(|_| Error::Query(diesel::result::Error::NotFound))
+}
+
+/// The binds a bulk statement has besides its rows (those of `update_values` and
+/// `update_condition`): the statement for one row minus that row's own binds.
+fn fixed_binds<S, Sel>(
+    statement: &S,
+    plan: &Plan<'_, S::Row>,
+    key: &[KeyPart],
+    selection: impl Fn() -> Sel,
+) -> Result<usize>
+where
+    S: UpsertStatement,
+    Sel: QueryFragment<Pg> + diesel::Expression,
+{
+    let Some(&first) = plan.keyed.first().or(plan.unkeyed.first()) else {
+        return Ok(0);
+    };
+    let query = BulkUpsert {
+        statement,
+        rows: vec![first],
+        key,
+        selection: selection(),
+    };
+    let total = render(&query)?.1.binds.len();
+    Ok(total.saturating_sub(binds_of(first.1)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hstore_values_are_read_from_the_binary_encoding() {
+        let mut map = Vec::new();
+        map.extend_from_slice(&2i32.to_be_bytes());
+        for (k, v) in [("en", Some("tea")), ("ar", None)] {
+            map.extend_from_slice(&(k.len() as i32).to_be_bytes());
+            map.extend_from_slice(k.as_bytes());
+            match v {
+                Some(v) => {
+                    map.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    map.extend_from_slice(v.as_bytes());
+                }
+                None => map.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        assert_eq!(hstore_value(&map, "en"), Some(&b"tea"[..]));
+        assert_eq!(hstore_value(&map, "ar"), None);
+        assert_eq!(hstore_value(&map, "fr"), None);
+        assert_eq!(hstore_value(&map[..9], "ar"), None);
+    }
+}

@@ -1,0 +1,644 @@
+//! Bulk conflict handling: one result per input row, column consistency, duplicate keys,
+//! chunking, key order.
+
+use crate::harness::models::*;
+use crate::harness::schema::*;
+use crate::harness::{connection, test_connection, unique_key};
+use crate::single::SentSql;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_upsert::prelude::*;
+use diesel_upsert::{on_constraint, DuplicateKeys, Error};
+
+diesel::table! {
+    /// Created by the tests that need it: a nullable unique key and a CHECK constraint.
+    bulk_items (id) {
+        id -> BigInt,
+        k -> Nullable<Text>,
+        v -> Integer,
+    }
+}
+
+/// `None` is written as NULL, not left to the column default, so rows stay consistent.
+#[derive(Insertable, Clone)]
+#[diesel(table_name = bulk_items, treat_none_as_default_value = false)]
+struct NewItem {
+    k: Option<String>,
+    v: i32,
+}
+
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
+#[diesel(table_name = bulk_items, check_for_backend(diesel::pg::Pg))]
+struct Item {
+    id: i64,
+    k: Option<String>,
+    v: i32,
+}
+
+fn bulk_items_table(conn: &mut PgConnection) {
+    static CREATED: std::sync::Once = std::sync::Once::new();
+    CREATED.call_once(|| {
+        diesel::sql_query(
+            "CREATE TABLE bulk_items (id BIGSERIAL PRIMARY KEY, k TEXT UNIQUE, v INTEGER NOT NULL CHECK (v >= 0))",
+        )
+        .execute(conn)
+        .unwrap();
+    });
+}
+
+fn products_with_prefix(conn: &mut PgConnection, prefix: &str) -> Vec<Product> {
+    products::table
+        .filter(products::sku.like(format!("{prefix}%")))
+        .order(products::sku)
+        .load(conn)
+        .unwrap()
+}
+
+#[test]
+fn bulk_upsert_returns_one_row_per_input_in_input_order() {
+    let conn = &mut test_connection();
+    let p = unique_key("b1");
+    let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
+    diesel::insert_into(products::table)
+        .values(&NewProduct::new(&b, "old b"))
+        .execute(conn)
+        .unwrap();
+    let rows = vec![
+        NewProduct::new(&c, "new c").qty(3),
+        NewProduct::new(&a, "new a").qty(1),
+        NewProduct::new(&b, "new b").qty(2),
+    ];
+    let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    let summary: Vec<_> = result
+        .iter()
+        .map(|(p, o)| (p.sku.as_str(), p.name.as_str(), p.qty, *o))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (c.as_str(), "new c", 3, Outcome::Inserted),
+            (a.as_str(), "new a", 1, Outcome::Inserted),
+            (b.as_str(), "new b", 2, Outcome::Updated),
+        ]
+    );
+    let stored = products_with_prefix(conn, &p);
+    assert_eq!(stored.len(), 3);
+    for (returned, _) in &result {
+        assert!(
+            stored.contains(returned),
+            "{returned:?} not stored as returned"
+        );
+    }
+}
+
+#[test]
+fn nothing_returns_the_existing_rows_for_skipped_inputs_matched_by_key() {
+    let conn = &mut test_connection();
+    let p = unique_key("b2");
+    let keys: Vec<String> = (0..6).map(|i| format!("{p}-{i}")).collect();
+    // Every other key already exists: psqlextra pairs results by position and gets these wrong.
+    let existing: Vec<Product> = diesel::insert_into(products::table)
+        .values(
+            &keys
+                .iter()
+                .step_by(2)
+                .map(|k| NewProduct::new(k, "existing"))
+                .collect::<Vec<_>>(),
+        )
+        .get_results(conn)
+        .unwrap();
+    let rows: Vec<_> = keys.iter().map(|k| NewProduct::new(k, "new")).collect();
+    let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Nothing)
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!(result.len(), 6);
+    for (i, (product, outcome)) in result.iter().enumerate() {
+        assert_eq!(product.sku, keys[i]);
+        if i % 2 == 0 {
+            assert_eq!((product, *outcome), (&existing[i / 2], Outcome::Unchanged));
+        } else {
+            assert_eq!(
+                (product.name.as_str(), *outcome),
+                ("new", Outcome::Inserted)
+            );
+        }
+        let stored: Product = products::table.find(product.id).get_result(conn).unwrap();
+        assert_eq!(&stored, product);
+    }
+}
+
+#[test]
+fn bulk_insert_returns_primary_keys_in_input_order() {
+    let conn = &mut test_connection();
+    let p = unique_key("b3");
+    let keys: Vec<String> = (0..5).rev().map(|i| format!("{p}-{i}")).collect();
+    let rows: Vec<_> = keys.iter().map(|k| NewProduct::new(k, "x")).collect();
+    let ids: Vec<i64> = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .bulk_insert(conn)
+        .unwrap();
+    for (key, id) in keys.iter().zip(&ids) {
+        let sku: String = products::table
+            .find(id)
+            .select(products::sku)
+            .get_result(conn)
+            .unwrap();
+        assert_eq!(&sku, key);
+    }
+}
+
+#[test]
+fn rows_are_sent_sorted_by_conflict_key_in_one_statement() {
+    let conn = &mut test_connection();
+    let p = unique_key("b4");
+    let keys = [format!("{p}-c"), format!("{p}-a"), format!("{p}-b")];
+    let rows: Vec<_> = keys.iter().map(|k| NewProduct::new(k, "x")).collect();
+    let sent = SentSql::attach(conn);
+    let _: Vec<Product> = diesel::insert_into(products::table)
+        .values(&rows)
+        .bulk_upsert(products::sku, conn)
+        .unwrap();
+    let statements: Vec<String> = sent
+        .take()
+        .into_iter()
+        .filter(|s| s.starts_with("WITH"))
+        .collect();
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    assert_eq!(
+        statements[0],
+        format!(
+            r#"WITH "__upsert_input" ("sku", "name", "qty", "price_cents", "__upsert_ord") AS (VALUES ($1, $2, $3, $4, 1), ($5, $6, $7, $8, 2), ($9, $10, $11, $12, 0)), "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT "sku", "name", "qty", "price_cents" FROM "__upsert_input" ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name", "qty" = excluded."qty", "price_cents" = excluded."price_cents" RETURNING "products".*, (xmax = 0) AS "__upsert_inserted") SELECT "__upsert_input"."__upsert_ord", "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", "products"."__upsert_inserted" FROM "__upsert_input" JOIN "__upserted" AS "products" ON "__upsert_input"."sku" = "products"."sku" -- binds: ["{p}-a", "x", 0, 0, "{p}-b", "x", 0, 0, "{p}-c", "x", 0, 0]"#
+        )
+    );
+}
+
+#[test]
+fn rows_supplying_different_columns_are_rejected_before_anything_is_sent() {
+    let conn = &mut test_connection();
+    let p = unique_key("b5");
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    let rows = vec![
+        NewProduct::new(&a, "x"),
+        NewProduct::new(&b, "y").description("has one"),
+    ];
+    let sent = SentSql::attach(conn);
+    let error = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .bulk_insert::<i64, _>(conn)
+        .unwrap_err();
+    match &error {
+        Error::InconsistentColumns {
+            row,
+            expected,
+            found,
+        } => {
+            assert_eq!(*row, 1);
+            assert_eq!(expected, &["sku", "name", "qty", "price_cents"]);
+            assert_eq!(found, &["sku", "name", "description", "qty", "price_cents"]);
+        }
+        other => panic!("expected InconsistentColumns, got {other:?}"),
+    }
+    assert!(sent.take().is_empty());
+    assert!(products_with_prefix(conn, &p).is_empty());
+}
+
+#[test]
+fn duplicate_keys_are_an_error_for_update_by_default() {
+    let conn = &mut test_connection();
+    let p = unique_key("b6");
+    let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+    let rows = vec![
+        NewProduct::new(&a, "1"),
+        NewProduct::new(&b, "2"),
+        NewProduct::new(&a, "3"),
+    ];
+    let sent = SentSql::attach(conn);
+    let error = diesel::insert_into(products::table)
+        .values(&rows)
+        .bulk_upsert::<_, _, Product, _>(products::sku, conn)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::DuplicateConflictKey {
+                first: 0,
+                duplicate: 2
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(sent.take().is_empty());
+    assert!(products_with_prefix(conn, &p).is_empty());
+}
+
+#[test]
+fn keep_first_and_keep_last_give_every_input_the_row_its_key_ended_as() {
+    let conn = &mut test_connection();
+    for (policy, winner) in [
+        (DuplicateKeys::KeepFirst, "1"),
+        (DuplicateKeys::KeepLast, "3"),
+    ] {
+        let p = unique_key("b7");
+        let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+        let rows = vec![
+            NewProduct::new(&a, "1"),
+            NewProduct::new(&b, "2"),
+            NewProduct::new(&a, "3"),
+        ];
+        let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+            .values(&rows)
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .on_duplicate_keys(policy)
+            .bulk_insert_and_get_with_outcome(conn)
+            .unwrap();
+        assert_eq!(result.len(), 3);
+        assert_eq!(result[0].0, result[2].0);
+        assert_eq!(result[0].0.name, winner);
+        assert_eq!(result[1].0.name, "2");
+        let stored = products_with_prefix(conn, &p);
+        assert_eq!(
+            stored.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            vec![winner, "2"]
+        );
+        let outcomes: Vec<Outcome> = result.iter().map(|(_, o)| *o).collect();
+        match policy {
+            DuplicateKeys::KeepFirst => assert_eq!(
+                outcomes,
+                [Outcome::Inserted, Outcome::Inserted, Outcome::Unchanged]
+            ),
+            DuplicateKeys::KeepLast => assert_eq!(
+                outcomes,
+                [Outcome::Unchanged, Outcome::Inserted, Outcome::Inserted]
+            ),
+        }
+    }
+}
+
+#[test]
+fn nothing_keeps_the_first_of_duplicate_keys_without_an_error() {
+    let conn = &mut test_connection();
+    let p = unique_key("b8");
+    let a = format!("{p}-a");
+    let rows = vec![NewProduct::new(&a, "first"), NewProduct::new(&a, "second")];
+    let result: Vec<Product> = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Nothing)
+        .bulk_insert_and_get(conn)
+        .unwrap();
+    assert_eq!(result[0], result[1]);
+    assert_eq!(result[0].name, "first");
+    assert_eq!(products_with_prefix(conn, &p).len(), 1);
+}
+
+#[test]
+fn conditions_and_skip_unchanged_return_left_alone_rows_as_unchanged() {
+    let conn = &mut test_connection();
+    let p = unique_key("b9");
+    let keys: Vec<String> = (0..4).map(|i| format!("{p}-{i}")).collect();
+    let rows: Vec<_> = keys
+        .iter()
+        .map(|k| NewProduct::new(k, "same").price_cents(100))
+        .collect();
+    let first: Vec<Product> = diesel::insert_into(products::table)
+        .values(&rows)
+        .bulk_upsert(products::sku, conn)
+        .unwrap();
+    // Rows 0 and 1 change, 2 and 3 are identical: skip_unchanged leaves those alone.
+    let mut again = rows.clone();
+    again[0].name = "changed";
+    again[1].price_cents = 50;
+    let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+        .values(&again)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .skip_unchanged()
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    let outcomes: Vec<Outcome> = result.iter().map(|(_, o)| *o).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Updated,
+            Outcome::Updated,
+            Outcome::Unchanged,
+            Outcome::Unchanged
+        ]
+    );
+    assert_eq!(result[2].0, first[2]);
+    // update_condition: only lower prices are written.
+    let cheaper: Vec<_> = keys
+        .iter()
+        .map(|k| NewProduct::new(k, "cheaper?").price_cents(75))
+        .collect();
+    let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+        .values(&cheaper)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .update_condition(excluded(products::price_cents).lt(products::price_cents))
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    let summary: Vec<_> = result.iter().map(|(p, o)| (p.price_cents, *o)).collect();
+    assert_eq!(
+        summary,
+        [
+            (75, Outcome::Updated),
+            (50, Outcome::Unchanged),
+            (75, Outcome::Updated),
+            (75, Outcome::Updated)
+        ]
+    );
+    let stored: Vec<i64> = products_with_prefix(conn, &p)
+        .iter()
+        .map(|p| p.price_cents)
+        .collect();
+    assert_eq!(stored, [75, 50, 75, 75]);
+}
+
+#[test]
+fn tuple_constraint_and_partial_index_targets_work_in_bulk() {
+    let conn = &mut test_connection();
+    let vendor = unique_key("vendor");
+    let rows: Vec<_> = ["s1", "s2"]
+        .iter()
+        .map(|s| NewVendorProduct {
+            vendor: &vendor,
+            sku: s,
+            name: "v",
+            qty: 1,
+        })
+        .collect();
+    for _ in 0..2 {
+        let got: Vec<VendorProduct> = diesel::insert_into(vendor_products::table)
+            .values(&rows)
+            .on_conflict_do(
+                (vendor_products::vendor, vendor_products::sku),
+                ConflictAction::Update,
+            )
+            .update_values(
+                vendor_products::qty.eq(vendor_products::qty + excluded(vendor_products::qty)),
+            )
+            .bulk_insert_and_get(conn)
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|r| r.sku.as_str()).collect::<Vec<_>>(),
+            ["s1", "s2"]
+        );
+    }
+    let qty: Vec<i32> = vendor_products::table
+        .filter(vendor_products::vendor.eq(&vendor))
+        .order(vendor_products::sku)
+        .select(vendor_products::qty)
+        .load(conn)
+        .unwrap();
+    assert_eq!(qty, [2, 2]);
+
+    let emails: Vec<String> = (0..3)
+        .map(|i| format!("{}@example.com", unique_key(&format!("m{i}"))))
+        .collect();
+    let subs: Vec<_> = emails
+        .iter()
+        .map(|e| NewSubscription {
+            email: e,
+            plan: "free",
+            seats: Some(1),
+        })
+        .collect();
+    let first: Vec<Subscription> = diesel::insert_into(subscriptions::table)
+        .values(&subs[..2])
+        .on_conflict_do(
+            on_constraint("subscriptions_email_unique"),
+            ConflictAction::Nothing,
+        )
+        .bulk_insert_and_get(conn)
+        .unwrap();
+    let second: Vec<(Subscription, Outcome)> = diesel::insert_into(subscriptions::table)
+        .values(&subs)
+        .on_conflict_do(
+            on_constraint("subscriptions_email_unique"),
+            ConflictAction::Nothing,
+        )
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!(second[0], (first[0].clone(), Outcome::Unchanged));
+    assert_eq!(second[1], (first[1].clone(), Outcome::Unchanged));
+    assert_eq!(
+        (second[2].0.email.as_str(), second[2].1),
+        (emails[2].as_str(), Outcome::Inserted)
+    );
+
+    let org = unique_key("org");
+    let members: Vec<_> = [1_i64, 2]
+        .iter()
+        .map(|u| NewMembership {
+            user_id: *u,
+            org: &org,
+            role: "member",
+            deleted_at: None,
+        })
+        .collect();
+    for role in ["member", "admin"] {
+        let rows: Vec<_> = members
+            .iter()
+            .map(|m| NewMembership { role, ..*m })
+            .collect();
+        let got: Vec<Membership> = diesel::insert_into(memberships::table)
+            .values(&rows)
+            .on_conflict_do(
+                (memberships::user_id, memberships::org),
+                ConflictAction::Update,
+            )
+            .index_predicate(memberships::deleted_at.is_null())
+            .bulk_insert_and_get(conn)
+            .unwrap();
+        assert!(got.iter().all(|m| m.role == role));
+    }
+    let count: i64 = memberships::table
+        .filter(memberships::org.eq(&org))
+        .count()
+        .get_result(conn)
+        .unwrap();
+    assert_eq!(count, 2);
+}
+
+#[test]
+fn rows_with_a_null_key_never_conflict_and_keep_their_order() {
+    let conn = &mut connection();
+    bulk_items_table(conn);
+    let k = unique_key("nullkey");
+    let rows = vec![
+        NewItem { k: None, v: 1 },
+        NewItem {
+            k: Some(k.clone()),
+            v: 2,
+        },
+        NewItem { k: None, v: 3 },
+        NewItem {
+            k: Some(k.clone()),
+            v: 4,
+        },
+    ];
+    let result: Vec<(Item, Outcome)> = diesel::insert_into(bulk_items::table)
+        .values(&rows)
+        .on_conflict_do(bulk_items::k, ConflictAction::Update)
+        .on_duplicate_keys(DuplicateKeys::KeepLast)
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    let values: Vec<(Option<&str>, i32)> =
+        result.iter().map(|(i, _)| (i.k.as_deref(), i.v)).collect();
+    assert_eq!(
+        values,
+        [
+            (None, 1),
+            (Some(k.as_str()), 4),
+            (None, 3),
+            (Some(k.as_str()), 4)
+        ]
+    );
+    assert_ne!(result[0].0.id, result[2].0.id);
+    for (item, _) in &result {
+        let stored: Item = bulk_items::table.find(item.id).get_result(conn).unwrap();
+        assert_eq!(&stored, item);
+    }
+}
+
+#[test]
+fn more_than_200_000_binds_are_chunked_in_one_transaction() {
+    let conn = &mut connection();
+    bulk_items_table(conn);
+    let p = unique_key("chunk");
+    let rows: Vec<NewItem> = (0..110_000)
+        .map(|i| NewItem {
+            k: Some(format!("{p}-{i:06}")),
+            v: i,
+        })
+        .collect();
+    let sent = SentSql::attach(conn);
+    let ids: Vec<i64> = diesel::insert_into(bulk_items::table)
+        .values(&rows)
+        .on_conflict_do(bulk_items::k, ConflictAction::Update)
+        .bulk_insert(conn)
+        .unwrap();
+    let statements = sent.take();
+    let upserts = statements.iter().filter(|s| s.starts_with("WITH")).count();
+    assert!(
+        upserts >= 4,
+        "220 000 binds need at least 4 statements, sent {upserts}"
+    );
+    assert!(
+        statements.iter().any(|s| s == "BEGIN") && statements.iter().any(|s| s == "COMMIT"),
+        "one transaction"
+    );
+    assert_eq!(ids.len(), rows.len());
+    let stored: i64 = bulk_items::table
+        .filter(bulk_items::k.like(format!("{p}-%")))
+        .count()
+        .get_result(conn)
+        .unwrap();
+    assert_eq!(stored, 110_000);
+    let last: (i64, i32) = bulk_items::table
+        .filter(bulk_items::k.eq(format!("{p}-109999")))
+        .select((bulk_items::id, bulk_items::v))
+        .get_result(conn)
+        .unwrap();
+    assert_eq!(last, (ids[109_999], 109_999));
+}
+
+#[test]
+fn a_failure_in_the_last_chunk_leaves_none_of_the_rows() {
+    let conn = &mut connection();
+    bulk_items_table(conn);
+    let p = unique_key("fail");
+    let mut rows: Vec<NewItem> = (0..100_000)
+        .map(|i| NewItem {
+            k: Some(format!("{p}-{i:06}")),
+            v: 1,
+        })
+        .collect();
+    rows.last_mut().unwrap().v = -1; // violates the CHECK constraint; sorted last by key
+    let error = diesel::insert_into(bulk_items::table)
+        .values(&rows)
+        .on_conflict_do(bulk_items::k, ConflictAction::Update)
+        .bulk_insert::<i64, _>(conn)
+        .unwrap_err();
+    assert!(error.to_string().contains("bulk_items_v_check"), "{error}");
+    let stored: i64 = bulk_items::table
+        .filter(bulk_items::k.like(format!("{p}-%")))
+        .count()
+        .get_result(conn)
+        .unwrap();
+    assert_eq!(stored, 0);
+    // The connection is usable afterwards.
+    let one: i64 = bulk_items::table
+        .filter(bulk_items::k.like(format!("{p}-%")))
+        .count()
+        .get_result(conn)
+        .unwrap();
+    assert_eq!(one, 0);
+}
+
+#[test]
+fn a_failed_bulk_call_inside_a_caller_transaction_rolls_back_to_its_savepoint() {
+    let conn = &mut connection();
+    bulk_items_table(conn);
+    let p = unique_key("savepoint");
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        diesel::insert_into(bulk_items::table)
+            .values(&NewItem {
+                k: Some(format!("{p}-before")),
+                v: 1,
+            })
+            .execute(conn)?;
+        let bad = vec![
+            NewItem {
+                k: Some(format!("{p}-x")),
+                v: 1,
+            },
+            NewItem {
+                k: Some(format!("{p}-y")),
+                v: -1,
+            },
+        ];
+        let result = diesel::insert_into(bulk_items::table)
+            .values(&bad)
+            .on_conflict_do(bulk_items::k, ConflictAction::Update)
+            .bulk_insert::<i64, _>(conn);
+        assert!(result.is_err());
+        diesel::insert_into(bulk_items::table)
+            .values(&NewItem {
+                k: Some(format!("{p}-after")),
+                v: 1,
+            })
+            .execute(conn)?;
+        Ok(())
+    })
+    .unwrap();
+    let mut keys: Vec<Option<String>> = bulk_items::table
+        .filter(bulk_items::k.like(format!("{p}-%")))
+        .select(bulk_items::k)
+        .load(conn)
+        .unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [Some(format!("{p}-after")), Some(format!("{p}-before"))]
+    );
+}
+
+#[test]
+fn empty_input_returns_nothing_and_sends_nothing() {
+    let conn = &mut test_connection();
+    let rows: Vec<NewProduct> = Vec::new();
+    let sent = SentSql::attach(conn);
+    let result: Vec<Product> = diesel::insert_into(products::table)
+        .values(&rows)
+        .bulk_upsert(products::sku, conn)
+        .unwrap();
+    assert!(result.is_empty());
+    assert!(sent.take().is_empty());
+}
