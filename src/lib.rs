@@ -47,14 +47,18 @@
 //!
 //! ## Crate features
 //!
-//! - `r2d2` (default): the terminals accept pooled connections and [`Error::Pool`] carries
-//!   r2d2's checkout errors.
+//! - `r2d2` (default): the [`pool`] module (a `PgPool` builder with defaults for upsert
+//!   workloads) and [`Error::Pool`] for r2d2's checkout errors. The terminals accept any
+//!   `Connection<Backend = Pg>`, pooled connections included.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
 mod bulk;
 mod error;
+#[cfg(feature = "r2d2")]
+pub mod pool;
 pub mod query_builder;
+pub mod retry;
 mod upsert;
 
 pub use crate::bulk::DuplicateKeys;

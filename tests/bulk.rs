@@ -22,20 +22,20 @@ diesel::table! {
 /// `None` is written as NULL, not left to the column default, so rows stay consistent.
 #[derive(Insertable, Clone)]
 #[diesel(table_name = bulk_items, treat_none_as_default_value = false)]
-struct NewItem {
-    k: Option<String>,
-    v: i32,
+pub(crate) struct NewItem {
+    pub(crate) k: Option<String>,
+    pub(crate) v: i32,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
 #[diesel(table_name = bulk_items, check_for_backend(diesel::pg::Pg))]
-struct Item {
-    id: i64,
-    k: Option<String>,
-    v: i32,
+pub(crate) struct Item {
+    pub(crate) id: i64,
+    pub(crate) k: Option<String>,
+    pub(crate) v: i32,
 }
 
-fn bulk_items_table(conn: &mut PgConnection) {
+pub(crate) fn bulk_items_table(conn: &mut PgConnection) {
     static CREATED: std::sync::Once = std::sync::Once::new();
     CREATED.call_once(|| {
         diesel::sql_query(

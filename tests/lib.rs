@@ -1,4 +1,5 @@
 mod bulk;
+mod concurrency;
 mod harness;
 mod single;
 mod smoke;
