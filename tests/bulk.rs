@@ -46,6 +46,25 @@ pub(crate) fn bulk_items_table(conn: &mut PgConnection) {
     });
 }
 
+/// `n` items keyed `<prefix>-000000`, `<prefix>-000001`, … with `v` = their index.
+pub(crate) fn items(prefix: &str, n: i32) -> Vec<NewItem> {
+    (0..n)
+        .map(|i| NewItem {
+            k: Some(format!("{prefix}-{i:06}")),
+            v: i,
+        })
+        .collect()
+}
+
+/// How many `bulk_items` rows have keys starting with `<prefix>-`.
+pub(crate) fn count_items(conn: &mut PgConnection, prefix: &str) -> i64 {
+    bulk_items::table
+        .filter(bulk_items::k.like(format!("{prefix}-%")))
+        .count()
+        .get_result(conn)
+        .unwrap()
+}
+
 fn products_with_prefix(conn: &mut PgConnection, prefix: &str) -> Vec<Product> {
     products::table
         .filter(products::sku.like(format!("{prefix}%")))
@@ -512,12 +531,7 @@ fn more_than_200_000_binds_are_chunked_in_one_transaction() {
     let conn = &mut connection();
     bulk_items_table(conn);
     let p = unique_key("chunk");
-    let rows: Vec<NewItem> = (0..110_000)
-        .map(|i| NewItem {
-            k: Some(format!("{p}-{i:06}")),
-            v: i,
-        })
-        .collect();
+    let rows = items(&p, 110_000);
     let sent = SentSql::attach(conn);
     let ids: Vec<i64> = diesel::insert_into(bulk_items::table)
         .values(&rows)
@@ -535,11 +549,7 @@ fn more_than_200_000_binds_are_chunked_in_one_transaction() {
         "one transaction"
     );
     assert_eq!(ids.len(), rows.len());
-    let stored: i64 = bulk_items::table
-        .filter(bulk_items::k.like(format!("{p}-%")))
-        .count()
-        .get_result(conn)
-        .unwrap();
+    let stored = count_items(conn, &p);
     assert_eq!(stored, 110_000);
     let last: (i64, i32) = bulk_items::table
         .filter(bulk_items::k.eq(format!("{p}-109999")))
@@ -554,12 +564,7 @@ fn a_failure_in_the_last_chunk_leaves_none_of_the_rows() {
     let conn = &mut connection();
     bulk_items_table(conn);
     let p = unique_key("fail");
-    let mut rows: Vec<NewItem> = (0..100_000)
-        .map(|i| NewItem {
-            k: Some(format!("{p}-{i:06}")),
-            v: 1,
-        })
-        .collect();
+    let mut rows = items(&p, 100_000);
     rows.last_mut().unwrap().v = -1; // violates the CHECK constraint; sorted last by key
     let error = diesel::insert_into(bulk_items::table)
         .values(&rows)
@@ -567,18 +572,10 @@ fn a_failure_in_the_last_chunk_leaves_none_of_the_rows() {
         .bulk_insert::<i64, _>(conn)
         .unwrap_err();
     assert!(error.to_string().contains("bulk_items_v_check"), "{error}");
-    let stored: i64 = bulk_items::table
-        .filter(bulk_items::k.like(format!("{p}-%")))
-        .count()
-        .get_result(conn)
-        .unwrap();
+    let stored = count_items(conn, &p);
     assert_eq!(stored, 0);
     // The connection is usable afterwards.
-    let one: i64 = bulk_items::table
-        .filter(bulk_items::k.like(format!("{p}-%")))
-        .count()
-        .get_result(conn)
-        .unwrap();
+    let one = count_items(conn, &p);
     assert_eq!(one, 0);
 }
 

@@ -1,6 +1,6 @@
 //! Concurrency and faults: threads on one r2d2 pool against the real server, exact final state.
 
-use crate::bulk::{bulk_items, bulk_items_table, Item, NewItem};
+use crate::bulk::{bulk_items, bulk_items_table, count_items, items, Item, NewItem};
 use crate::harness::models::*;
 use crate::harness::schema::*;
 use crate::harness::{connection, database_url, unique_key};
@@ -154,12 +154,7 @@ fn a_terminated_backend_mid_bulk_leaves_nothing_and_the_pool_recovers() {
     let pool = pool(2);
     bulk_items_table(&mut connection());
     let prefix = unique_key("terminate");
-    let rows: Vec<NewItem> = (0..150_000)
-        .map(|i| NewItem {
-            k: Some(format!("{prefix}-{i:06}")),
-            v: 1,
-        })
-        .collect();
+    let rows = items(&prefix, 150_000);
     let mut conn = pool.get().unwrap();
     let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
         "pg_backend_pid()",
@@ -201,11 +196,7 @@ fn a_terminated_backend_mid_bulk_leaves_nothing_and_the_pool_recovers() {
         "the call must fail when its backend is terminated"
     );
     drop(conn);
-    let stored: i64 = bulk_items::table
-        .filter(bulk_items::k.like(format!("{prefix}-%")))
-        .count()
-        .get_result(&mut connection())
-        .unwrap();
+    let stored = count_items(&mut connection(), &prefix);
     assert_eq!(stored, 0);
     // The broken connection is not handed out again.
     let conn = &mut pool.get().unwrap();
@@ -220,12 +211,7 @@ fn a_statement_timeout_during_a_bulk_upsert_leaves_nothing() {
     let conn = &mut connection();
     bulk_items_table(conn);
     let prefix = unique_key("timeout");
-    let rows: Vec<NewItem> = (0..100_000)
-        .map(|i| NewItem {
-            k: Some(format!("{prefix}-{i:06}")),
-            v: 1,
-        })
-        .collect();
+    let rows = items(&prefix, 100_000);
     diesel::sql_query("SET statement_timeout = '20ms'")
         .execute(conn)
         .unwrap();
@@ -247,11 +233,7 @@ fn a_statement_timeout_during_a_bulk_upsert_leaves_nothing() {
         }
         other => panic!("expected a query error, got {other:?}"),
     }
-    let stored: i64 = bulk_items::table
-        .filter(bulk_items::k.like(format!("{prefix}-%")))
-        .count()
-        .get_result(conn)
-        .unwrap();
+    let stored = count_items(conn, &prefix);
     assert_eq!(stored, 0);
 }
 
@@ -293,11 +275,7 @@ fn a_not_null_violation_in_row_30_000_of_40_000_names_the_column_and_leaves_noth
         }
         other => panic!("expected a NOT NULL violation, got {other:?}"),
     }
-    let stored: i64 = bulk_items::table
-        .filter(bulk_items::k.like(format!("{prefix}-%")))
-        .count()
-        .get_result(conn)
-        .unwrap();
+    let stored = count_items(conn, &prefix);
     assert_eq!(stored, 0);
 }
 
@@ -333,11 +311,7 @@ fn a_rolled_back_caller_transaction_keeps_nothing_and_the_crate_used_a_savepoint
         statements.iter().any(|s| s.starts_with("SAVEPOINT")),
         "{statements:?}"
     );
-    let stored: i64 = bulk_items::table
-        .filter(bulk_items::k.like(format!("{prefix}-%")))
-        .count()
-        .get_result(conn)
-        .unwrap();
+    let stored = count_items(conn, &prefix);
     assert_eq!(stored, 0);
 }
 
