@@ -48,8 +48,9 @@
 //! ## Crate features
 //!
 //! - `r2d2` (default): the [`pool`] module (a `PgPool` builder with defaults for upsert
-//!   workloads) and [`Error::Pool`] for r2d2's checkout errors. The terminals accept any
-//!   `Connection<Backend = Pg>`, pooled connections included.
+//!   workloads) and [`Error::Pool`] for r2d2's checkout errors. The terminals themselves accept
+//!   any `Connection<Backend = Pg>`, so pooled connections work whenever Diesel's own `r2d2`
+//!   feature is on.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
 

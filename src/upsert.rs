@@ -517,6 +517,9 @@ where
         C: Connection<Backend = Pg> + LoadConnection,
         Sel: Returning<Out>,
     {
+        // Reject a target that cannot be written before Diesel starts the query (and reports
+        // it to instrumentation).
+        self.check()?;
         let row = &self.rows()[0];
         for _ in 0..ATTEMPTS {
             let upsert = UpsertReturning {
