@@ -827,6 +827,7 @@ fn a_target_without_a_unique_index_is_a_typed_error_and_the_connection_stays_usa
 #[test]
 fn a_predicate_on_a_named_constraint_is_rejected_before_anything_is_sent() {
     let conn = &mut test_connection();
+    let sent = SentSql::attach(conn);
     let error = diesel::insert_into(subscriptions::table)
         .values(&NewSubscription {
             email: "p@example.com",
@@ -841,6 +842,7 @@ fn a_predicate_on_a_named_constraint_is_rejected_before_anything_is_sent() {
         .insert::<i64, _>(conn)
         .unwrap_err();
     assert!(matches!(error, Error::InvalidTarget { .. }), "{error:?}");
+    assert!(sent.take().is_empty(), "nothing may reach Diesel");
     let rows: i64 = subscriptions::table
         .filter(subscriptions::email.eq("p@example.com"))
         .count()
