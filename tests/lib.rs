@@ -1,3 +1,4 @@
 mod harness;
+mod hstore;
 mod single;
 mod smoke;
