@@ -123,8 +123,8 @@ fn key_of<T, R: RowValues<T>>(row: &R, key: &[KeyPart]) -> Result<Option<Vec<u8>
                 KeyPart::Column(_) => bind.clone(),
                 KeyPart::HstoreKey { key, .. } => bind
                     .as_deref()
-                    .and_then(|map| hstore_value(map, key))
-                    .map(<[u8]>::to_vec),
+                    .and_then(|map| crate::hstore::value_of(map, key))
+                    .map(String::into_bytes),
             },
             _ => {
                 // An expression rather than a plain value: compare its SQL and its binds.
@@ -154,33 +154,6 @@ fn push_length_prefixed(out: &mut Vec<u8>, value: Option<&[u8]>) {
             out.extend_from_slice(v);
         }
     }
-}
-
-/// The value of `key` in a binary-encoded hstore, `None` when missing or NULL.
-fn hstore_value<'a>(mut map: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, tail) = (input.get(..n)?, input.get(n..)?);
-        *input = tail;
-        Some(head)
-    }
-    fn length(input: &mut &[u8]) -> Option<i32> {
-        Some(i32::from_be_bytes(take(input, 4)?.try_into().ok()?))
-    }
-    let count = length(&mut map)?;
-    for _ in 0..count {
-        let key_length = usize::try_from(length(&mut map)?).ok()?;
-        let k = take(&mut map, key_length)?;
-        let value_length = length(&mut map)?;
-        let value = if value_length < 0 {
-            None
-        } else {
-            Some(take(&mut map, value_length as usize)?)
-        };
-        if k == key.as_bytes() {
-            return value;
-        }
-    }
-    None
 }
 
 /// Renders the value one row gives to one column.
@@ -389,30 +362,4 @@ where
     };
     let total = render(&query)?.1.binds.len();
     Ok(total.saturating_sub(binds_of(first.1)?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hstore_values_are_read_from_the_binary_encoding() {
-        let mut map = Vec::new();
-        map.extend_from_slice(&2i32.to_be_bytes());
-        for (k, v) in [("en", Some("tea")), ("ar", None)] {
-            map.extend_from_slice(&(k.len() as i32).to_be_bytes());
-            map.extend_from_slice(k.as_bytes());
-            match v {
-                Some(v) => {
-                    map.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                    map.extend_from_slice(v.as_bytes());
-                }
-                None => map.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
-        }
-        assert_eq!(hstore_value(&map, "en"), Some(&b"tea"[..]));
-        assert_eq!(hstore_value(&map, "ar"), None);
-        assert_eq!(hstore_value(&map, "fr"), None);
-        assert_eq!(hstore_value(&map[..9], "ar"), None);
-    }
 }

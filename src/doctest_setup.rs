@@ -14,9 +14,9 @@
 //
 // It mounts the test harness (tests/harness/) as `crate::harness` of the doctest and brings into
 // scope: `diesel::prelude::*`, the tables (`products`, `vendor_products`, `countries`, `tasks`,
-// `memberships`, `subscriptions`), the models (`Product`, `NewProduct`, `TaskStatus`, ...) and
-// `establish_connection()`. Every doctest process gets its own migrated database, dropped when it
-// exits.
+// `memberships`, `subscriptions`, `articles`), the models (`Product`, `NewProduct`, `TaskStatus`,
+// `Article`, `NewArticle`, ...) and `establish_connection()`. Every doctest process gets its own
+// migrated database, dropped when it exits.
 
 #[allow(dead_code, unused_imports)]
 mod harness {
@@ -32,7 +32,9 @@ mod harness {
 
     pub use db::*;
     pub use models::*;
-    pub use schema::{countries, memberships, products, subscriptions, tasks, vendor_products};
+    pub use schema::{
+        articles, countries, memberships, products, subscriptions, tasks, vendor_products,
+    };
 }
 
 #[allow(unused_imports)]
@@ -40,7 +42,9 @@ use diesel::prelude::*;
 #[allow(unused_imports)]
 use harness::models::*;
 #[allow(unused_imports)]
-use harness::schema::{countries, memberships, products, subscriptions, tasks, vendor_products};
+use harness::schema::{
+    articles, countries, memberships, products, subscriptions, tasks, vendor_products,
+};
 
 /// A connection to this doctest's migrated database, inside a transaction that is never
 /// committed: the example leaves nothing behind.

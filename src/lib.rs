@@ -56,6 +56,7 @@
 
 mod bulk;
 mod error;
+pub mod hstore;
 #[cfg(feature = "r2d2")]
 pub mod pool;
 pub mod query_builder;
@@ -64,6 +65,7 @@ mod upsert;
 
 pub use crate::bulk::DuplicateKeys;
 pub use crate::error::{Error, Result};
+pub use crate::hstore::{HstoreExpressionMethods, HstoreMap};
 pub use crate::query_builder::target::OnConstraint;
 pub use crate::upsert::{
     ConflictAction, ModelSelection, Outcome, PrimaryKey, Returning, UpsertDsl,
@@ -79,7 +81,14 @@ pub fn on_constraint(name: impl Into<String>) -> OnConstraint {
     OnConstraint(name.into())
 }
 
+/// SQL types this crate adds to Diesel's, for `table!` definitions.
+pub mod sql_types {
+    pub use crate::hstore::Hstore;
+}
+
 /// Everything needed to write upserts: `use diesel_upsert::prelude::*;`.
 pub mod prelude {
+    pub use crate::hstore::HstoreExpressionMethods;
+    pub use crate::sql_types::Hstore;
     pub use crate::upsert::{ConflictAction, Outcome, UpsertDsl};
 }

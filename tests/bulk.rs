@@ -639,3 +639,68 @@ fn empty_input_returns_nothing_and_sends_nothing() {
     assert!(result.is_empty());
     assert!(sent.take().is_empty());
 }
+
+#[test]
+fn hstore_key_targets_work_in_bulk_and_duplicates_are_found_by_the_key_value() {
+    let conn = &mut test_connection();
+    let en = |s: &str| format!("{}-{s}", unique_key("bulk-hstore"));
+    let (a, b, c) = (en("a"), en("b"), en("c"));
+    let existing: Article = diesel::insert_into(articles::table)
+        .values(&NewArticle::new(&[("en", &b), ("ar", "old")], "old body"))
+        .get_result(conn)
+        .unwrap();
+    // Different maps, same value under "en": a duplicate conflict key.
+    let duplicates = vec![
+        NewArticle::new(&[("en", &a), ("ar", "1")], "x"),
+        NewArticle::new(&[("en", &a), ("fr", "2")], "y"),
+    ];
+    let error = diesel::insert_into(articles::table)
+        .values(&duplicates)
+        .on_conflict_do(articles::title.key("en"), ConflictAction::Update)
+        .bulk_insert::<i64, _>(conn)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::DuplicateConflictKey {
+                first: 0,
+                duplicate: 1
+            }
+        ),
+        "{error:?}"
+    );
+
+    let rows = vec![
+        NewArticle::new(&[("en", &c)], "c body"),
+        NewArticle::new(&[("ar", "no en key")], "never conflicts"),
+        NewArticle::new(&[("en", &b), ("ar", "new")], "new body"),
+        NewArticle::new(&[("en", &a)], "a body"),
+    ];
+    let result: Vec<(Article, Outcome)> = diesel::insert_into(articles::table)
+        .values(&rows)
+        .on_conflict_do(articles::title.key("en"), ConflictAction::Nothing)
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    let bodies: Vec<(&str, Outcome)> = result.iter().map(|(a, o)| (a.body.as_str(), *o)).collect();
+    assert_eq!(
+        bodies,
+        [
+            ("c body", Outcome::Inserted),
+            ("never conflicts", Outcome::Inserted),
+            ("old body", Outcome::Unchanged),
+            ("a body", Outcome::Inserted),
+        ]
+    );
+    assert_eq!(result[2].0, existing);
+    let updated: Vec<Article> = diesel::insert_into(articles::table)
+        .values(&rows[2..])
+        .on_conflict_do(articles::title.key("en"), ConflictAction::Update)
+        .bulk_insert_and_get(conn)
+        .unwrap();
+    assert_eq!(
+        (updated[0].id, updated[0].body.as_str()),
+        (existing.id, "new body")
+    );
+    let stored: Article = articles::table.find(existing.id).get_result(conn).unwrap();
+    assert_eq!(stored, updated[0]);
+}

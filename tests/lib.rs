@@ -1,5 +1,6 @@
 mod bulk;
 mod concurrency;
 mod harness;
+mod hstore;
 mod single;
 mod smoke;

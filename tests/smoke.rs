@@ -60,12 +60,12 @@ fn migrations_create_every_table_and_index() {
         owner.contains("UNIQUE") && owner.contains("(org) WHERE (role = 'owner'::text)"),
         "{owner}"
     );
-    let title_en = index_definition(&mut client, "articles_title_en_key");
+    let title_en = index_definition(&mut client, "articles_title_en_key_365c86db");
     assert!(
         title_en.contains("UNIQUE") && title_en.contains("((title -> 'en'::text))"),
         "{title_en}"
     );
-    let title_en_ar = index_definition(&mut client, "articles_title_en_ar_key");
+    let title_en_ar = index_definition(&mut client, "articles_title_en_ar_key_e0ea6e5b");
     assert!(
         title_en_ar.contains("((title -> 'en'::text)), ((title -> 'ar'::text))"),
         "{title_en_ar}"

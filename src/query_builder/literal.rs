@@ -39,6 +39,23 @@ pub(crate) fn quote_literal(value: &str) -> Result<String, BuildError> {
     Ok(quoted)
 }
 
+/// Quotes `name` as a PostgreSQL identifier: in double quotes, double quotes doubled. Used
+/// where SQL text is produced without Diesel's query builder (migration helpers). An empty name
+/// or a NUL byte is an error.
+pub(crate) fn quote_identifier(name: &str) -> Result<String, BuildError> {
+    if name.is_empty() {
+        return Err(BuildError::invalid_target(
+            "an identifier cannot be empty in PostgreSQL",
+        ));
+    }
+    if name.contains('\0') {
+        return Err(BuildError::invalid_target(format!(
+            "the identifier {name:?} contains a NUL byte, which PostgreSQL text cannot hold"
+        )));
+    }
+    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
 /// What a scanned piece of SQL text is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Token<'s> {
@@ -360,6 +377,14 @@ mod tests {
             quote_literal("a\0b"),
             Err(BuildError::InvalidTarget(_))
         ));
+    }
+
+    #[test]
+    fn identifiers_are_double_quoted_with_quotes_doubled() {
+        assert_eq!(quote_identifier("articles").unwrap(), r#""articles""#);
+        assert_eq!(quote_identifier(r#"a"b"#).unwrap(), r#""a""b""#);
+        assert!(quote_identifier("").is_err());
+        assert!(quote_identifier("a\0b").is_err());
     }
 
     #[test]

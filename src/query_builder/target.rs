@@ -142,6 +142,11 @@ impl Target {
 #[derive(Debug)]
 pub enum ColumnElement {}
 
+/// Marker for a target element that is a key of an hstore column (`title.key("en")`).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum HstoreKeyElement {}
+
 /// Marker for a conflict target of one element.
 #[doc(hidden)]
 #[derive(Debug)]

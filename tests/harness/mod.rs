@@ -29,4 +29,6 @@ pub use db::*;
 #[allow(unused_imports)]
 pub use models::*;
 #[allow(unused_imports)]
-pub use schema::{countries, memberships, products, subscriptions, tasks, vendor_products};
+pub use schema::{
+    articles, countries, memberships, products, subscriptions, tasks, vendor_products,
+};

@@ -3,10 +3,15 @@
 // Mounted as `crate::harness::models` everywhere (tests, examples, doctests); also pulled in
 // with `include!`, so no inner attributes and no `mod foo;` declarations here.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel_upsert::HstoreMap;
 
-use super::schema::{countries, memberships, products, subscriptions, tasks, vendor_products};
+use super::schema::{
+    articles, countries, memberships, products, subscriptions, tasks, vendor_products,
+};
 
 /// Rust side of the PostgreSQL enum `task_status`.
 #[derive(diesel_derive_enum::DbEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,4 +181,31 @@ pub struct NewSubscription<'a> {
     pub email: &'a str,
     pub plan: &'a str,
     pub seats: Option<i32>,
+}
+
+/// A full row of `articles` (hstore column `title`, unique on the keys `en` and `(en, ar)`).
+#[derive(Queryable, Selectable, Identifiable, Debug, Clone, PartialEq)]
+#[diesel(table_name = articles, check_for_backend(diesel::pg::Pg))]
+pub struct Article {
+    pub id: i64,
+    pub title: Option<BTreeMap<String, Option<String>>>,
+    pub body: String,
+}
+
+/// `title: None` leaves the column to its default (NULL).
+#[derive(Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = articles)]
+pub struct NewArticle<'a> {
+    pub title: Option<HstoreMap>,
+    pub body: &'a str,
+}
+
+impl<'a> NewArticle<'a> {
+    /// A title of the given translations (no NULL values) and a body.
+    pub fn new(title: &[(&str, &str)], body: &'a str) -> Self {
+        NewArticle {
+            title: Some(title.iter().map(|&(k, v)| (k, Some(v))).collect()),
+            body,
+        }
+    }
 }

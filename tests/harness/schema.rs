@@ -3,9 +3,6 @@
 // This file is mounted three ways (see `mod.rs` and `src/doctest_setup.rs`), always as
 // `crate::harness::schema`; it is also pulled in with `include!`, so it must not contain
 // inner attributes (`#![...]`) or `mod foo;` declarations.
-//
-// The `articles` table (hstore column, `migrations/2026-11-21-000002_articles`) is left out
-// on purpose until the crate provides `diesel_upsert::sql_types::Hstore`; add it here then.
 
 /// SQL types of the test schema that Diesel does not know.
 pub mod sql_types {
@@ -84,6 +81,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_upsert::sql_types::Hstore;
+
+    /// An hstore column `title` with the unique expression indexes of
+    /// `diesel_upsert::hstore::unique_index("articles", "title", &["en"])` and `&["en", "ar"]`.
+    articles (id) {
+        id -> Int8,
+        title -> Nullable<Hstore>,
+        body -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     products,
     vendor_products,
@@ -91,4 +101,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasks,
     memberships,
     subscriptions,
+    articles,
 );
