@@ -42,6 +42,14 @@
 //!   `index_predicate`; all written as literal SQL so PostgreSQL can infer the arbiter index on
 //!   every execution of the cached prepared statement.
 //! - `update_only`, `update_values`, `update_condition`, `skip_unchanged` refine the update.
+//! - Bulk terminals (`bulk_insert`, `bulk_insert_and_get`, `bulk_insert_and_get_with_outcome`,
+//!   `bulk_upsert`): one result per input row in input order, matched by conflict key; column
+//!   consistency and duplicate keys checked before sending ([`DuplicateKeys`]); key-ordered,
+//!   chunked below 65 535 binds, all in one transaction.
+//! - [`sql_types::Hstore`], [`HstoreMap`] and [`HstoreExpressionMethods::key`]: hstore columns,
+//!   hstore-key conflict targets and [`hstore`] migration helpers.
+//! - [`pool`] and [`retry`]: an r2d2 pool with upsert-friendly defaults, and retries for
+//!   serialization failures and deadlocks.
 //! - Typed [`Error`]s: no matching unique index (with the `CREATE UNIQUE INDEX` that would
 //!   match), invalid targets.
 //!
