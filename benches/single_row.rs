@@ -577,16 +577,19 @@ impl Bench {
         println!();
         println!("Statements in the checking round ({ops} operations per variant):");
         println!();
-        println!("| variant | statements sent | put in Diesel's statement cache | prepared INSERT … ON CONFLICT on the server (generic / custom plans) |");
+        println!(
+            "| variant | statements sent | put in Diesel's statement cache \
+             | prepared on the server (generic / custom plans) |"
+        );
         println!("|---|---:|---:|---|");
         for (variant, counts) in counters {
-            let prepared = self.prepared_upserts(*variant)?;
+            let prepared = self.prepared_statements(*variant)?;
             let prepared = if prepared.is_empty() {
                 "none".to_owned()
             } else {
                 prepared
                     .iter()
-                    .map(|(generic, custom)| format!("1 ({generic} / {custom})"))
+                    .map(|(kind, generic, custom)| format!("{kind} ({generic} / {custom})"))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -615,13 +618,16 @@ impl Bench {
         Ok(())
     }
 
-    /// `(generic_plans, custom_plans)` of every `INSERT … ON CONFLICT` prepared on the
-    /// variant's connection.
-    fn prepared_upserts(&mut self, variant: Variant) -> BoxResult<Vec<(i64, i64)>> {
-        const SQL: &str = "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
-                           WHERE statement LIKE 'INSERT%ON CONFLICT%'";
+    /// The statements prepared on the variant's connection (`pg_prepared_statements`): the
+    /// first word of each (`INSERT`, `SELECT`) and its generic and custom plan counts.
+    fn prepared_statements(&mut self, variant: Variant) -> BoxResult<Vec<(String, i64, i64)>> {
+        const SQL: &str = "SELECT split_part(statement, ' ', 1) AS kind, generic_plans, \
+                           custom_plans FROM pg_prepared_statements \
+                           WHERE statement NOT LIKE '%pg_prepared_statements%' ORDER BY name";
         #[derive(QueryableByName)]
         struct Plans {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            kind: String,
             #[diesel(sql_type = BigInt)]
             generic_plans: i64,
             #[diesel(sql_type = BigInt)]
@@ -631,13 +637,13 @@ impl Bench {
             Some(conn) => diesel::sql_query(SQL)
                 .load::<Plans>(conn)?
                 .into_iter()
-                .map(|p| (p.generic_plans, p.custom_plans))
+                .map(|p| (p.kind, p.generic_plans, p.custom_plans))
                 .collect(),
             None => self
                 .raw
                 .query(SQL, &[])?
                 .iter()
-                .map(|r| (r.get(0), r.get(1)))
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect(),
         })
     }
@@ -918,5 +924,12 @@ fn machine_description() -> String {
                 .map(|(_, v)| v.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cores} cores ({cpu}), client and server on the same host")
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!(
+        "{cores} cores ({cpu}), shared with other jobs (load average at start: {load}), \
+         client and server on the same host over TCP"
+    )
 }
