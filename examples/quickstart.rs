@@ -1,4 +1,5 @@
-//! A tour of `diesel-upsert`: every kind of single-row upsert, what it did, and the SQL it sent.
+//! A tour of `diesel-upsert`: every kind of upsert (single-row, hstore key, bulk), what it did,
+//! and the SQL it sent.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -27,10 +28,10 @@ use diesel_upsert::prelude::*;
 use diesel_upsert::{on_constraint, Error};
 
 use harness::models::{
-    Membership, NewMembership, NewProduct, NewSubscription, NewVendorProduct, Product,
-    Subscription, VendorProduct,
+    Article, Membership, NewArticle, NewMembership, NewProduct, NewSubscription, NewVendorProduct,
+    Product, Subscription, VendorProduct,
 };
-use harness::schema::{memberships, products, subscriptions, vendor_products};
+use harness::schema::{articles, memberships, products, subscriptions, vendor_products};
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -49,6 +50,8 @@ fn main() -> Result<(), AnyError> {
     tuple_target(conn, &sql)?;
     named_constraint_target(conn, &sql)?;
     partial_index_target(conn, &sql)?;
+    hstore_key_target(conn, &sql)?;
+    bulk(conn, &sql)?;
     errors(conn, &sql)?;
 
     println!();
@@ -272,6 +275,51 @@ fn nothing_keeps_and_returns_the_existing_row(
     Ok(())
 }
 
+fn hstore_key_target(conn: &mut PgConnection, sql: &SentSql) -> Result<(), AnyError> {
+    section(
+        "11. An hstore key as conflict target",
+        "articles has a unique index on ((\"title\" -> 'en')). title.key(\"en\") targets it; the key is \
+         written as an escaped literal, so PostgreSQL infers the index on every execution.",
+    );
+    for body in ["first body", "second body"] {
+        let (row, outcome): (Article, Outcome) = diesel::insert_into(articles::table)
+            .values(&NewArticle::new(&[("en", "Tea"), ("ar", "شاي")], body))
+            .on_conflict_do(articles::title.key("en"), ConflictAction::Update)
+            .insert_and_get_with_outcome(conn)?;
+        sql.print();
+        result(
+            outcome,
+            &format!(
+                "Article {{ id: {}, title: {:?}, body: {:?} }}",
+                row.id, row.title, row.body
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn bulk(conn: &mut PgConnection, sql: &SentSql) -> Result<(), AnyError> {
+    section(
+        "12. Bulk: one result per input row, in input order, matched by key",
+        "TEA-1 and CUP-1 exist; BOWL-1 is new. With ConflictAction::Nothing the existing rows come \
+         back unchanged and the new one inserted. Rows are sent sorted by key in one transaction.",
+    );
+    let rows = vec![
+        NewProduct::new("TEA-1", "Tea again"),
+        NewProduct::new("BOWL-1", "Bowl"),
+        NewProduct::new("CUP-1", "Cup again"),
+    ];
+    let results: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Nothing)
+        .bulk_insert_and_get_with_outcome(conn)?;
+    sql.print();
+    for (row, outcome) in results {
+        result(outcome, &show_product(&row));
+    }
+    Ok(())
+}
+
 fn tuple_target(conn: &mut PgConnection, sql: &SentSql) -> Result<(), AnyError> {
     section(
         "8. A tuple target: UNIQUE (vendor, sku)",
@@ -404,7 +452,7 @@ fn partial_index_target(conn: &mut PgConnection, sql: &SentSql) -> Result<(), An
 
 fn errors(conn: &mut PgConnection, sql: &SentSql) -> Result<(), AnyError> {
     section(
-        "11. Errors: a target without a unique index",
+        "13. Errors: a target without a unique index",
         "products.name has no unique index. PostgreSQL rejects the statement (SQLSTATE 42P10); \
          the crate returns Error::NoMatchingUniqueIndex with the index that would match.",
     );
@@ -436,7 +484,7 @@ fn errors(conn: &mut PgConnection, sql: &SentSql) -> Result<(), AnyError> {
     println!("   => {count} products");
 
     section(
-        "12. Errors: an index predicate on a named constraint",
+        "14. Errors: an index predicate on a named constraint",
         "PostgreSQL infers partial indexes only from column and expression targets, so this \
          combination is rejected while the statement is built, before anything is sent: \
          Error::InvalidTarget.",
