@@ -224,15 +224,19 @@ where
         self.walk_insert_into(&columns, &mut out)?;
         if columns.is_empty() {
             if rows.len() > 1 {
-                return Err(BuildError::invalid_target(
-                    "a bulk insert needs at least one column that every row supplies",
-                )
-                .into());
+                return Err(no_columns().into());
             }
             out.push_sql(" DEFAULT VALUES");
         } else {
             out.push_sql(" VALUES ");
-            walk_rows(rows.iter().map(|row| (None, *row)), &mut out)?;
+            for (i, row) in rows.iter().enumerate() {
+                if i > 0 {
+                    out.push_sql(", ");
+                }
+                out.push_sql("(");
+                row.walk_values(&mut out, &mut true)?;
+                out.push_sql(")");
+            }
         }
         self.walk_on_conflict(&columns, &mut out)?;
         if let Some(returning) = returning {
@@ -252,10 +256,7 @@ where
         self.check_target()?;
         let columns = consistent_columns(rows.iter().map(|(_, row)| *row))?;
         if columns.is_empty() {
-            return Err(BuildError::invalid_target(
-                "a bulk insert needs at least one column that every row supplies",
-            )
-            .into());
+            return Err(no_columns().into());
         }
         walk_input_cte(&columns, rows, &mut out, |row, out, first| {
             row.walk_values(out, first)
@@ -547,24 +548,9 @@ pub(crate) fn consistent_columns<'r, T: 'r, R: RowValues<T> + 'r>(
     Ok(columns)
 }
 
-/// `(v1, v2[, ordinal]), (…)`.
-fn walk_rows<'b, T, R: RowValues<T> + 'b>(
-    rows: impl Iterator<Item = (Option<usize>, &'b R)>,
-    out: &mut AstPass<'_, 'b, Pg>,
-) -> QueryResult<()> {
-    for (i, (ordinal, row)) in rows.enumerate() {
-        if i > 0 {
-            out.push_sql(", ");
-        }
-        out.push_sql("(");
-        row.walk_values(out, &mut true)?;
-        if let Some(ordinal) = ordinal {
-            out.push_sql(", ");
-            out.push_sql(&ordinal.to_string());
-        }
-        out.push_sql(")");
-    }
-    Ok(())
+/// Several rows cannot all be written as `DEFAULT VALUES`.
+fn no_columns() -> BuildError {
+    BuildError::invalid_target("a bulk insert needs at least one column that every row supplies")
 }
 
 /// `WITH "__upsert_input" ("a", "b", "__upsert_ord") AS (VALUES (…, 0), (…, 1))`, each row's
