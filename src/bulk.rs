@@ -11,8 +11,8 @@
 use crate::error::{BuildError, Error, Result};
 use crate::query_builder::literal::{count_binds, render};
 use crate::query_builder::statement::{
-    consistent_columns, BulkFetchExisting, BulkUpsert, InsertedFlag, UpsertReturning,
-    UpsertStatement,
+    consistent_columns, BulkFetchExisting, BulkUpsert, BulkUpsertReturningKeys, InsertedFlag,
+    ReturnedKeys, UpsertReturning, UpsertStatement, RETURNED_KEY_PARTS,
 };
 use crate::query_builder::target::KeyPart;
 use crate::query_builder::values::RowValues;
@@ -50,6 +50,11 @@ pub(crate) struct Plan<'r, R> {
     pub(crate) unkeyed: Vec<(usize, &'r R)>,
     /// For each input position, the position of the row whose result it gets.
     pub(crate) representative: Vec<usize>,
+    /// The input position of the row sent for each conflict key, by the key's bytes.
+    pub(crate) by_key: HashMap<Vec<u8>, usize>,
+    /// Whether every key is made of bound values only, so that the key PostgreSQL returns for
+    /// a written row has the same bytes as the key computed here.
+    pub(crate) plain_keys: bool,
 }
 
 /// Checks the key of every row and arranges the rows for sending.
@@ -58,9 +63,10 @@ pub(crate) fn plan<'r, T, R: RowValues<T>>(
     key: &[KeyPart],
     on_duplicates: Option<DuplicateKeys>,
 ) -> Result<Plan<'r, R>> {
-    let keys = rows
+    let mut plain_keys = true;
+    let mut keys = rows
         .iter()
-        .map(|row| key_of(row, key))
+        .map(|row| key_of(row, key, &mut plain_keys))
         .collect::<Result<Vec<_>>>()?;
     let mut chosen: HashMap<&[u8], usize> = HashMap::with_capacity(rows.len());
     for (index, row_key) in keys.iter().enumerate() {
@@ -83,33 +89,45 @@ pub(crate) fn plan<'r, T, R: RowValues<T>>(
             },
         }
     }
-    let representative = keys
+    let representative: Vec<usize> = keys
         .iter()
         .enumerate()
         .map(|(index, row_key)| row_key.as_ref().map_or(index, |k| chosen[k.as_slice()]))
         .collect();
     let mut keyed: Vec<(&[u8], usize)> = chosen.into_iter().collect();
     keyed.sort_unstable();
+    let keyed: Vec<usize> = keyed.into_iter().map(|(_, index)| index).collect();
     let unkeyed = keys
         .iter()
         .enumerate()
         .filter(|(_, k)| k.is_none())
         .map(|(index, _)| (index, &rows[index]))
         .collect();
+    let by_key = keyed
+        .iter()
+        .filter_map(|&index| Some((keys[index].take()?, index)))
+        .collect();
     Ok(Plan {
         keyed: keyed
             .into_iter()
-            .map(|(_, index)| (index, &rows[index]))
+            .map(|index| (index, &rows[index]))
             .collect(),
         unkeyed,
         representative,
+        by_key,
+        plain_keys,
     })
 }
 
 /// The conflict key of a row as comparable bytes, or `None` when a part of it is NULL (such a
 /// row never conflicts). Equal keys give equal bytes for the binary encodings of text, integer,
 /// uuid and similar key types; the byte order is only used to sort rows deterministically.
-fn key_of<T, R: RowValues<T>>(row: &R, key: &[KeyPart]) -> Result<Option<Vec<u8>>> {
+/// `plain` is cleared when a key part is an SQL expression rather than a bound value.
+fn key_of<T, R: RowValues<T>>(
+    row: &R,
+    key: &[KeyPart],
+    plain: &mut bool,
+) -> Result<Option<Vec<u8>>> {
     let mut out = Vec::new();
     for part in key {
         let (sql, binds) = render(&ValueOf {
@@ -128,6 +146,7 @@ fn key_of<T, R: RowValues<T>>(row: &R, key: &[KeyPart]) -> Result<Option<Vec<u8>
             },
             _ => {
                 // An expression rather than a plain value: compare its SQL and its binds.
+                *plain = false;
                 let mut bytes = sql.into_bytes();
                 if let KeyPart::HstoreKey { key, .. } = part {
                     bytes.extend_from_slice(key.as_bytes());
@@ -245,26 +264,44 @@ where
     let plan = plan(rows, &key, on_duplicates)?;
     let fixed = fixed_binds(statement, &plan, &key, &selection)?;
 
+    // Keys made of bound values come back from PostgreSQL with the bytes they were sent with:
+    // the written rows are matched to the input in Rust, and the statement stays a plain
+    // `INSERT … VALUES … RETURNING`. Keys holding SQL expressions are matched by PostgreSQL
+    // itself, joining the written rows to the input rows in the statement.
+    let keys_returned = plan.plain_keys && key.len() <= RETURNED_KEY_PARTS;
     let mut results: Vec<Option<(Out, Outcome)>> = vec![None; rows.len()];
     conn.transaction(|conn| -> Result<()> {
         let mut pending = plan.keyed.clone();
         for _ in 0..ATTEMPTS {
             for chunk in chunks(&pending, fixed)? {
-                let query = BulkUpsert {
-                    statement,
-                    rows: chunk,
-                    key: &key,
-                    selection: selection(),
-                };
-                for (index, out, inserted) in
-                    Sel::load_bulk(query, conn).map_err(|e| classify_error(statement, e))?
-                {
-                    let outcome = if inserted {
-                        Outcome::Inserted
-                    } else {
-                        Outcome::Updated
+                if keys_returned {
+                    let query = BulkUpsertReturningKeys {
+                        statement,
+                        rows: chunk,
+                        key: &key,
+                        selection: selection(),
                     };
-                    results[position(index)?] = Some((out, outcome));
+                    for (out, inserted, returned) in Sel::load_bulk_returning_keys(query, conn)
+                        .map_err(|e| classify_error(statement, e))?
+                    {
+                        // A key that does not match (another encoding of an equal value) leaves
+                        // its input to the read below.
+                        if let Some(&index) = plan.by_key.get(&returned_key(returned, key.len())) {
+                            results[index] = Some((out, outcome(inserted)));
+                        }
+                    }
+                } else {
+                    let query = BulkUpsert {
+                        statement,
+                        rows: chunk,
+                        key: &key,
+                        selection: selection(),
+                    };
+                    for (index, out, inserted) in
+                        Sel::load_bulk(query, conn).map_err(|e| classify_error(statement, e))?
+                    {
+                        results[position(index)?] = Some((out, outcome(inserted)));
+                    }
                 }
             }
             // Rows the statement did not write: read the rows their keys point at.
@@ -306,12 +343,7 @@ where
                 return Err(Error::Query(diesel::result::Error::NotFound));
             }
             for ((index, _), (out, inserted)) in chunk.iter().zip(written) {
-                let outcome = if inserted {
-                    Outcome::Inserted
-                } else {
-                    Outcome::Updated
-                };
-                results[*index] = Some((out, outcome));
+                results[*index] = Some((out, outcome(inserted)));
             }
         }
         Ok(())
@@ -331,6 +363,24 @@ where
         .into_iter()
         .map(|result| result.ok_or(Error::Query(diesel::result::Error::NotFound)))
         .collect()
+}
+
+fn outcome(inserted: bool) -> Outcome {
+    if inserted {
+        Outcome::Inserted
+    } else {
+        Outcome::Updated
+    }
+}
+
+/// The bytes of a key returned by PostgreSQL, encoded as [`key_of`] encodes the input's.
+fn returned_key(returned: ReturnedKeys, parts: usize) -> Vec<u8> {
+    let (a, b, c, d, e, f, g, h) = returned;
+    let mut out = Vec::new();
+    for value in [a, b, c, d, e, f, g, h].iter().take(parts) {
+        push_length_prefixed(&mut out, value.as_deref());
+    }
+    out
 }
 
 fn position(ordinal: i32) -> Result<usize> {

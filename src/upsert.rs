@@ -4,8 +4,9 @@ use crate::bulk::DuplicateKeys;
 use crate::error::{BuildError, Error, Result};
 use crate::query_builder::literal::{self, column_names_of, leading_identifier, split_top_level};
 use crate::query_builder::statement::{
-    BulkFetchExisting, BulkUpsert, FetchExisting, InsertedFlag, NoUpdateCondition, NoUpdateValues,
-    UpdateCondition, UpdateValues, UpsertReturning, UpsertStatement,
+    BulkFetchExisting, BulkUpsert, BulkUpsertReturningKeys, FetchExisting, InsertedFlag,
+    NoUpdateCondition, NoUpdateValues, ReturnedKeyTypes, ReturnedKeys, UpdateCondition,
+    UpdateValues, UpsertReturning, UpsertStatement,
 };
 use crate::query_builder::target::{KeyPart, Target};
 use crate::query_builder::{
@@ -226,6 +227,15 @@ pub trait Returning<Out>: Expression + QueryFragment<Pg> + Sized {
         C: Connection<Backend = Pg> + LoadConnection;
 
     #[doc(hidden)]
+    fn load_bulk_returning_keys<S, C>(
+        query: BulkUpsertReturningKeys<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(Out, bool, ReturnedKeys)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+
+    #[doc(hidden)]
     fn load_bulk_existing<S, C>(
         query: BulkFetchExisting<'_, S, Self>,
         conn: &mut C,
@@ -248,6 +258,17 @@ where
     <(Sel::SqlType, Bool) as CompatibleType<(Out, bool), Pg>>::SqlType: 'static,
     <Sel::SqlType as CompatibleType<Out, Pg>>::SqlType: 'static,
     (Integer, Sel::SqlType, Bool): CompatibleType<(i32, Out, bool), Pg>,
+    (Sel::SqlType, Bool, ReturnedKeyTypes): CompatibleType<(Out, bool, ReturnedKeys), Pg>,
+    Pg: QueryMetadata<(Sel::SqlType, Bool, ReturnedKeyTypes)>,
+    (Out, bool, ReturnedKeys): FromSqlRow<
+            <(Sel::SqlType, Bool, ReturnedKeyTypes) as CompatibleType<
+                (Out, bool, ReturnedKeys),
+                Pg,
+            >>::SqlType,
+            Pg,
+        > + 'static,
+    <(Sel::SqlType, Bool, ReturnedKeyTypes) as CompatibleType<(Out, bool, ReturnedKeys), Pg>>::SqlType:
+        'static,
     (Integer, Sel::SqlType): CompatibleType<(i32, Out), Pg>,
     Pg: QueryMetadata<(Integer, Sel::SqlType, Bool)> + QueryMetadata<(Integer, Sel::SqlType)>,
     (i32, Out, bool): FromSqlRow<
@@ -296,6 +317,17 @@ where
         query: BulkUpsert<'_, S, Self>,
         conn: &mut C,
     ) -> QueryResult<Vec<(i32, Out, bool)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.load(conn)
+    }
+
+    fn load_bulk_returning_keys<S, C>(
+        query: BulkUpsertReturningKeys<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(Out, bool, ReturnedKeys)>>
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection,

@@ -180,21 +180,77 @@ fn rows_are_sent_sorted_by_conflict_key_in_one_statement() {
     let keys = [format!("{p}-c"), format!("{p}-a"), format!("{p}-b")];
     let rows: Vec<_> = keys.iter().map(|k| NewProduct::new(k, "x")).collect();
     let sent = SentSql::attach(conn);
-    let _: Vec<Product> = diesel::insert_into(products::table)
+    let result: Vec<Product> = diesel::insert_into(products::table)
         .values(&rows)
         .bulk_upsert(products::sku, conn)
         .unwrap();
+    assert_eq!(
+        result.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+        keys.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     let statements: Vec<String> = sent
         .take()
         .into_iter()
-        .filter(|s| s.starts_with("WITH"))
+        .filter(|s| s.starts_with("INSERT"))
         .collect();
     assert_eq!(statements.len(), 1, "{statements:?}");
     assert_eq!(
         statements[0],
         format!(
-            r#"WITH "__upsert_input" ("sku", "name", "qty", "price_cents", "__upsert_ord") AS (VALUES ($1, $2, $3, $4, 1), ($5, $6, $7, $8, 2), ($9, $10, $11, $12, 0)), "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT "sku", "name", "qty", "price_cents" FROM "__upsert_input" ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name", "qty" = excluded."qty", "price_cents" = excluded."price_cents" RETURNING "products".*, (xmax = 0) AS "__upsert_inserted") SELECT "__upsert_input"."__upsert_ord", "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", "products"."__upsert_inserted" FROM "__upsert_input" JOIN "__upserted" AS "products" ON "__upsert_input"."sku" = "products"."sku" -- binds: ["{p}-a", "x", 0, 0, "{p}-b", "x", 0, 0, "{p}-c", "x", 0, 0]"#
+            r#"INSERT INTO "products" ("sku", "name", "qty", "price_cents") VALUES ($1, $2, $3, $4), ($5, $6, $7, $8), ($9, $10, $11, $12) ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name", "qty" = excluded."qty", "price_cents" = excluded."price_cents" RETURNING "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", (xmax = 0), "products"."sku", NULL, NULL, NULL, NULL, NULL, NULL, NULL -- binds: ["{p}-a", "x", 0, 0, "{p}-b", "x", 0, 0, "{p}-c", "x", 0, 0]"#
         )
+    );
+}
+
+#[test]
+fn keys_written_as_sql_expressions_are_matched_by_postgresql_in_the_statement() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
+    let conn = &mut test_connection();
+    let p = unique_key("b-expr");
+    diesel::insert_into(products::table)
+        .values(&NewProduct::new(&format!("{p}-b"), "old b"))
+        .execute(conn)
+        .unwrap();
+    // The keys are SQL, not bound values: the crate cannot compare them itself.
+    let rows = vec![
+        (
+            products::sku.eq(sql::<Text>(&format!("'{p}-' || 'c'"))),
+            products::name.eq("new c"),
+        ),
+        (
+            products::sku.eq(sql::<Text>(&format!("'{p}-' || 'b'"))),
+            products::name.eq("new b"),
+        ),
+    ];
+    let sent = SentSql::attach(conn);
+    let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+        .values(rows)
+        .on_conflict_do(products::sku, ConflictAction::Nothing)
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    let summary: Vec<_> = result
+        .iter()
+        .map(|(p, o)| (p.sku.clone(), p.name.as_str(), *o))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (format!("{p}-c"), "new c", Outcome::Inserted),
+            (format!("{p}-b"), "old b", Outcome::Unchanged),
+        ]
+    );
+    let statements = sent.take();
+    let upsert = statements.iter().find(|s| s.starts_with("WITH")).unwrap();
+    assert!(
+        upsert.starts_with(r#"WITH "__upsert_input" ("sku", "name", "__upsert_ord") AS (VALUES ("#),
+        "{upsert}"
+    );
+    assert!(
+        upsert.contains(
+            r#"JOIN "__upserted" AS "products" ON "__upsert_input"."sku" = "products"."sku""#
+        ),
+        "{upsert}"
     );
 }
 
@@ -539,7 +595,7 @@ fn more_than_200_000_binds_are_chunked_in_one_transaction() {
         .bulk_insert(conn)
         .unwrap();
     let statements = sent.take();
-    let upserts = statements.iter().filter(|s| s.starts_with("WITH")).count();
+    let upserts = statements.iter().filter(|s| s.starts_with("INSERT")).count();
     assert!(
         upserts >= 4,
         "220 000 binds need at least 4 statements, sent {upserts}"

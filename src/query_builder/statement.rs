@@ -9,7 +9,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::result::QueryResult;
-use diesel::sql_types::{Bool, Integer};
+use diesel::sql_types::{Binary, Bool, Integer, Nullable};
 use diesel::Table;
 use std::fmt;
 
@@ -165,6 +165,18 @@ pub trait UpsertStatement {
         out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()>;
 
+    /// Writes the bulk statement for keys made of bound values: `INSERT … VALUES <rows> ON
+    /// CONFLICT … RETURNING selection, inserted, <key parts>`, padded to
+    /// [`RETURNED_KEY_PARTS`] key columns with NULLs. The caller matches the returned keys to
+    /// the input rows by their bytes.
+    fn walk_bulk_upsert_returning_keys<'b>(
+        &'b self,
+        rows: &[(usize, &'b Self::Row)],
+        key: &[KeyPart],
+        selection: &'b dyn QueryFragment<Pg>,
+        out: AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()>;
+
     /// Writes `SELECT (position, selection)` of the existing rows with the keys of `rows`.
     fn walk_fetch_existing<'b>(
         &'b self,
@@ -300,6 +312,37 @@ where
         out.push_sql(" AS ");
         self.from.walk_ast(out.reborrow())?;
         self.walk_key_join(key, &mut out)
+    }
+
+    fn walk_bulk_upsert_returning_keys<'b>(
+        &'b self,
+        rows: &[(usize, &'b Self::Row)],
+        key: &[KeyPart],
+        selection: &'b dyn QueryFragment<Pg>,
+        mut out: AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        if key.len() > RETURNED_KEY_PARTS {
+            return Err(BuildError::invalid_target(format!(
+                "a conflict key of {} parts cannot be returned; at most {RETURNED_KEY_PARTS}",
+                key.len()
+            ))
+            .into());
+        }
+        // The text depends on the number of rows: prepared unnamed, like Diesel's batch inserts.
+        out.unsafe_to_cache_prepared();
+        let row_refs: Vec<&'b Self::Row> = rows.iter().map(|(_, row)| *row).collect();
+        self.walk_upsert(&row_refs, Some(selection), out.reborrow())?;
+        out.push_sql(", (xmax = 0)");
+        for i in 0..RETURNED_KEY_PARTS {
+            out.push_sql(", ");
+            match key.get(i) {
+                Some(part) => part.walk_on(&mut out, |out| {
+                    self.from.walk_ast(out.reborrow()).map(|_| true)
+                })?,
+                None => out.push_sql("NULL"),
+            }
+        }
+        Ok(())
     }
 
     fn walk_fetch_existing<'b>(
@@ -526,6 +569,36 @@ where
         Ok(())
     }
 }
+
+/// How many key parts the bulk statement for bound keys returns (the columns are padded with
+/// NULLs, as the loaded row type is fixed).
+pub(crate) const RETURNED_KEY_PARTS: usize = 8;
+
+/// The SQL types of the returned key parts: their raw binary values.
+#[doc(hidden)]
+pub type ReturnedKeyTypes = (
+    Nullable<Binary>,
+    Nullable<Binary>,
+    Nullable<Binary>,
+    Nullable<Binary>,
+    Nullable<Binary>,
+    Nullable<Binary>,
+    Nullable<Binary>,
+    Nullable<Binary>,
+);
+
+/// The returned key parts, as loaded.
+#[doc(hidden)]
+pub type ReturnedKeys = (
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+);
 
 /// The name of the input rows of a bulk statement.
 const INPUT: &str = "__upsert_input";
@@ -771,6 +844,16 @@ pub struct BulkUpsert<'q, S: UpsertStatement, R> {
     pub(crate) selection: R,
 }
 
+/// A bulk upsert of rows whose keys are bound values, loading `(selection, inserted, key parts)`
+/// per written row.
+#[doc(hidden)]
+pub struct BulkUpsertReturningKeys<'q, S: UpsertStatement, R> {
+    pub(crate) statement: &'q S,
+    pub(crate) rows: Vec<(usize, &'q S::Row)>,
+    pub(crate) key: &'q [KeyPart],
+    pub(crate) selection: R,
+}
+
 /// The existing rows with the keys of some input rows, loading `(input position, selection)`.
 #[doc(hidden)]
 pub struct BulkFetchExisting<'q, S: UpsertStatement, R> {
@@ -811,6 +894,11 @@ macro_rules! bulk_query {
 }
 
 bulk_query!(BulkUpsert, walk_bulk_upsert, (Integer, R::SqlType, Bool));
+bulk_query!(
+    BulkUpsertReturningKeys,
+    walk_bulk_upsert_returning_keys,
+    (R::SqlType, Bool, ReturnedKeyTypes)
+);
 bulk_query!(
     BulkFetchExisting,
     walk_fetch_existing,
