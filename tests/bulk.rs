@@ -642,3 +642,33 @@ fn empty_input_returns_nothing_and_sends_nothing() {
     assert!(result.is_empty());
     assert!(sent.take().is_empty());
 }
+
+#[test]
+fn bulk_statements_are_not_left_prepared_on_the_connection() {
+    // Their text holds the input positions of the rows in key order, which change from call to
+    // call: cached, the statements would pile up on the client and the server for the
+    // connection's lifetime.
+    let conn = &mut test_connection();
+    let p = unique_key("b-prep");
+    let prepared = |conn: &mut PgConnection| -> i64 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM pg_prepared_statements)",
+        ))
+        .get_result(conn)
+        .unwrap()
+    };
+    let before = prepared(conn);
+    for round in 0..3 {
+        let keys: Vec<String> = (0..3).map(|i| format!("{p}-{round}-{i}")).collect();
+        let rows: Vec<_> = keys.iter().map(|k| NewProduct::new(k, "x")).collect();
+        for action in [ConflictAction::Update, ConflictAction::Nothing] {
+            let result: Vec<Product> = diesel::insert_into(products::table)
+                .values(&rows)
+                .on_conflict_do(products::sku, action)
+                .bulk_insert_and_get(conn)
+                .unwrap();
+            assert_eq!(result.len(), 3);
+        }
+    }
+    assert_eq!(prepared(conn), before);
+}

@@ -220,6 +220,11 @@ where
         mut out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
         self.check_target()?;
+        if rows.len() > 1 {
+            // The text depends on the number of rows: prepare it unnamed, like Diesel's own
+            // batch inserts, instead of caching one statement per batch size.
+            out.unsafe_to_cache_prepared();
+        }
         let columns = consistent_columns(rows.iter().copied())?;
         self.walk_insert_into(&columns, &mut out)?;
         if columns.is_empty() {
@@ -250,6 +255,10 @@ where
         mut out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
         self.check_target()?;
+        // The text holds the rows' input positions (in key order), which change from call to
+        // call: cached, the chunks would pile up as prepared statements on the client and the
+        // server for the connection's lifetime.
+        out.unsafe_to_cache_prepared();
         let columns = consistent_columns(rows.iter().map(|(_, row)| *row))?;
         if columns.is_empty() {
             return Err(BuildError::invalid_target(
@@ -299,6 +308,8 @@ where
         selection: &'b dyn QueryFragment<Pg>,
         mut out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
+        // Holds input positions too, like `walk_bulk_upsert`.
+        out.unsafe_to_cache_prepared();
         let mut columns: Vec<&'static str> = Vec::new();
         for part in key {
             if !columns.contains(&part.column()) {
