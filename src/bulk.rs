@@ -9,7 +9,7 @@
 //! in input order.
 
 use crate::error::{BuildError, Error, Result};
-use crate::query_builder::literal::render;
+use crate::query_builder::literal::{count_binds, render};
 use crate::query_builder::statement::{
     consistent_columns, BulkFetchExisting, BulkUpsert, InsertedFlag, UpsertReturning,
     UpsertStatement,
@@ -205,12 +205,10 @@ impl<R: RowValues<T>, T> QueryFragment<Pg> for ValuesOf<'_, R, T> {
     }
 }
 
-/// The number of bind parameters a row renders.
+/// The number of bind parameters a row renders (counted in its SQL text, without serializing
+/// its values).
 pub(crate) fn binds_of<T, R: RowValues<T>>(row: &R) -> Result<usize> {
-    Ok(render(&ValuesOf(row, std::marker::PhantomData::<T>))?
-        .1
-        .binds
-        .len())
+    Ok(count_binds(&ValuesOf(row, std::marker::PhantomData::<T>))?)
 }
 
 /// Cuts `rows` into chunks whose binds, plus `fixed` binds of the statement around them, stay
@@ -346,19 +344,19 @@ where
         Ok(())
     })?;
 
-    plan.representative
-        .iter()
-        .enumerate()
-        .map(|(index, &sent)| {
-            let (out, outcome) = results[sent]
+    // Rows that were not sent (they share a key with a sent row) get a copy of its result;
+    // every other row's result is moved, not copied.
+    for (index, &sent) in plan.representative.iter().enumerate() {
+        if sent != index {
+            let (out, _) = results[sent]
                 .clone()
                 .ok_or(Error::Query(diesel::result::Error::NotFound))?;
-            Ok(if sent == index {
-                (out, outcome)
-            } else {
-                (out, Outcome::Unchanged)
-            })
-        })
+            results[index] = Some((out, Outcome::Unchanged));
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| result.ok_or(Error::Query(diesel::result::Error::NotFound)))
         .collect()
 }
 

@@ -188,6 +188,20 @@ pub(crate) fn column_names_of(sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// The number of bind parameters a fragment writes, from its SQL text alone: its values are
+/// not serialized.
+pub(crate) fn count_binds<F: QueryFragment<Pg> + ?Sized>(fragment: &F) -> QueryResult<usize> {
+    let mut builder = <Pg as diesel::backend::Backend>::QueryBuilder::default();
+    fragment.to_sql(&mut builder, &Pg)?;
+    let mut count = 0;
+    scan_sql(&builder.finish(), |token| {
+        if let Token::Bind(_) = token {
+            count += 1;
+        }
+    });
+    Ok(count)
+}
+
 /// The SQL text of a fragment together with its binds, as Diesel would send them.
 pub(crate) fn render<F: QueryFragment<Pg> + ?Sized>(
     fragment: &F,
