@@ -10,13 +10,17 @@
 //! Options (after `--`; each also read from the environment variable in brackets):
 //!
 //! - `--n 10000,100000` (`BULK_N`): input sizes; half of each input's skus exist beforehand.
-//! - `--reps 3` (`BULK_REPS`): repetitions; the variants are interleaved within each one.
+//! - `--reps 5` (`BULK_REPS`): repetitions; the variants are interleaved within each one.
 //! - `--naive-max 10000` (`BULK_NAIVE_MAX`): the largest N the naive pattern runs at; at larger
 //!   N its time is extrapolated linearly from the largest measured N (and marked so).
 //! - `--chunk 1000` (`BULK_CHUNK`): rows per statement of the hand-written Diesel variant.
 //! - `--skip-rows 100000` (`BULK_SKIP_ROWS`): rows of the `skip_unchanged` comparison (0: skip).
 //! - `--memory-rows 1000000` (`BULK_MEMORY_ROWS`): rows of the peak-memory run (0: skip).
-//! - `--profile` (`BULK_PROFILE=1`): a timing breakdown of the crate's calls at the largest N.
+//! - `--profile` (`BULK_PROFILE=1`): a timing breakdown of the crate's calls at the largest N
+//!   (with `BULK_EXPLAIN=1` also their plans and executor times in the server log; with
+//!   `BULK_TRACE=1` or `BULK_TRACE=full` every statement event on stderr).
+//! - `--variants update,nothing,diesel,naive,copy` (`BULK_VARIANTS`): the variants compared
+//!   (`none`: skip the comparison).
 //! - `--quick`: `--n 2000 --reps 3 --naive-max 2000 --skip-rows 5000 --memory-rows 50000`.
 //!
 //! The database is a fresh one per run (see `tests/harness/db.rs`): the server in
@@ -761,7 +765,67 @@ fn leftovers(conn: &mut PgConnection) -> Leftovers {
 
 struct Sample {
     time: Duration,
+    cpu: Cpu,
     leftovers: Option<Leftovers>,
+}
+
+/// CPU time of every thread of process `pid` so far (`/proc/<pid>/task/*/schedstat`), `None`
+/// when the process cannot be seen (a server on another machine).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Some(Duration::from_nanos(ns))
+}
+
+/// CPU spent by this process (every thread) and by the server backend of the connection.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    client: Duration,
+    server: Option<Duration>,
+}
+
+struct CpuMeter {
+    backend: u32,
+    client: Duration,
+    server: Option<Duration>,
+}
+
+impl CpuMeter {
+    fn start(backend: u32) -> CpuMeter {
+        CpuMeter {
+            backend,
+            client: cpu_time(std::process::id()).unwrap_or_default(),
+            server: cpu_time(backend),
+        }
+    }
+
+    fn stop(&self) -> Cpu {
+        Cpu {
+            client: cpu_time(std::process::id())
+                .unwrap_or_default()
+                .saturating_sub(self.client),
+            server: self
+                .server
+                .and_then(|start| Some(cpu_time(self.backend)?.saturating_sub(start))),
+        }
+    }
+}
+
+fn backend_pid(conn: &mut PgConnection) -> u32 {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "pg_backend_pid()",
+    ))
+    .get_result::<i32>(conn)
+    .expect("backend pid") as u32
 }
 
 /// Resets the table, runs one variant (only the variant itself is timed), checks what it
@@ -775,18 +839,24 @@ fn run_variant(
     let n = input.len() as u64;
     let mut conn = harness::connection();
     reset(&mut conn, Seed::HalfOld(n));
-    let (time, returned, leftovers) = match variant {
+    let (time, cpu, returned, leftovers) = match variant {
         Variant::CopyStaging => {
             drop(conn);
             let mut client = harness::pg_client();
             let hstore = hstore_type(&mut client);
+            let backend: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .expect("backend pid")
+                .get(0);
+            let meter = CpuMeter::start(backend as u32);
             let start = Instant::now();
             let returned = copy_staging(&mut client, &hstore, input);
-            (start.elapsed(), returned, None)
+            (start.elapsed(), meter.stop(), returned, None)
         }
         _ => {
             // Type lookups (hstore's OID) happen once per connection: do them untimed.
             warm_up(&mut conn);
+            let meter = CpuMeter::start(backend_pid(&mut conn));
             let start = Instant::now();
             let returned = match variant {
                 Variant::CrateUpdate => crate_update(&mut conn, input),
@@ -796,7 +866,8 @@ fn run_variant(
                 Variant::CopyStaging => unreachable!(),
             };
             let time = start.elapsed();
-            (time, returned, Some(leftovers(&mut conn)))
+            let cpu = meter.stop();
+            (time, cpu, returned, Some(leftovers(&mut conn)))
         }
     };
     check_returned(variant, input, &returned);
@@ -804,15 +875,24 @@ fn run_variant(
     let state = table_checksum(checker);
     let expected = expected_state(checker, n, variant.updates());
     assert_eq!(state, expected, "{variant:?}: final table state");
-    Sample { time, leftovers }
+    Sample {
+        time,
+        cpu,
+        leftovers,
+    }
 }
 
-/// Looks up hstore's OID (once per connection in Diesel's metadata cache), so that it is not
-/// part of a timed call.
+/// Binds an hstore once, so that Diesel looks up its OID (cached per connection) before a timed
+/// call rather than inside it.
 fn warm_up(conn: &mut PgConnection) {
-    diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<types::Hstore>>("NULL::hstore"))
-        .get_result::<Option<Attrs>>(conn)
-        .expect("hstore lookup");
+    use diesel::sql_types::{Bool, Nullable};
+    diesel::select(
+        diesel::dsl::sql::<Bool>("")
+            .bind::<Nullable<types::Hstore>, _>(Some(Attrs(BTreeMap::new())))
+            .sql(" IS NULL"),
+    )
+    .get_result::<bool>(conn)
+    .expect("hstore lookup");
 }
 
 fn expected_state(client: &mut postgres::Client, n: u64, updates: bool) -> (i64, String) {
@@ -886,7 +966,7 @@ impl Options {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut o = Options {
             sizes: vec![10_000, 100_000],
-            reps: 3,
+            reps: 5,
             naive_max: 10_000,
             chunk: 1000,
             skip_rows: 100_000,
@@ -897,6 +977,7 @@ impl Options {
         let mut args: Vec<String> = std::env::args().skip(1).collect();
         if args.iter().any(|a| a == "--quick") {
             o.sizes = vec![2000];
+            o.reps = 3;
             o.naive_max = 2000;
             o.skip_rows = 5000;
             o.memory_rows = 50_000;
@@ -996,6 +1077,7 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
             continue;
         }
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+        let mut cpus: Vec<Vec<Cpu>> = vec![Vec::new(); VARIANTS.len()];
         let mut left: Vec<Option<Leftovers>> = vec![None; VARIANTS.len()];
         for rep in 0..o.reps {
             // Interleaved, and rotated so that no variant always runs first.
@@ -1005,6 +1087,7 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
                 let index = VARIANTS.iter().position(|v| *v == variant).unwrap();
                 eprintln!("  n={n} rep={rep} {variant:?}: {:.3} s", secs(sample.time));
                 times[index].push(secs(sample.time));
+                cpus[index].push(sample.cpu);
                 left[index] = sample.leftovers.or(left[index]);
             }
         }
@@ -1029,10 +1112,10 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
         .unwrap();
         writeln!(
             report,
-            "| variant | median s | min – max s | rows/s | × COPY staging | crate UPDATE faster by |"
+            "| variant | median s | min – max s | rows/s | time ÷ COPY staging | time ÷ crate Update | client CPU s | server CPU s |"
         )
         .unwrap();
-        writeln!(report, "|---|---:|---:|---:|---:|---:|").unwrap();
+        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
         for (i, variant) in VARIANTS.iter().enumerate() {
             let label = variant.label(o.chunk);
             if times[i].is_empty() {
@@ -1047,7 +1130,7 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
                         let crate_t = median(&times[crate_update]);
                         writeln!(
                             report,
-                            "| {label} (extrapolated from N = {}) | ≈ {t:.2} | – | ≈ {} | ≈ {:.1} | ≈ {:.1}× |",
+                            "| {label} (extrapolated from N = {}) | ≈ {t:.2} | – | ≈ {} | ≈ {:.1} | ≈ {:.1} | – | – |",
                             thousands(measured_n as f64),
                             thousands(rate),
                             t / copy_t,
@@ -1074,12 +1157,19 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
                     .collect();
                 format!("{:.2}{suffix}", median(&ratios))
             };
+            let client = median(&cpus[i].iter().map(|c| secs(c.client)).collect::<Vec<_>>());
+            let server: Vec<f64> = cpus[i].iter().filter_map(|c| c.server.map(secs)).collect();
+            let server = if server.is_empty() {
+                "–".to_owned()
+            } else {
+                format!("{:.3}", median(&server))
+            };
             writeln!(
                 report,
-                "| {label} | {med:.3} | {min:.3} – {max:.3} | {} | {} | {} |",
+                "| {label} | {med:.3} | {min:.3} – {max:.3} | {} | {} | {} | {client:.3} | {server} |",
                 thousands(n as f64 / med),
                 per_rep(copy, ""),
-                per_rep(crate_update, "×"),
+                per_rep(crate_update, ""),
             )
             .unwrap();
         }
@@ -1146,7 +1236,11 @@ fn skip_unchanged(o: &Options, checker: &mut postgres::Client, report: &mut Stri
         &generated_sql(&format!("generate_series(0::bigint, {n} - 1)"), "1"),
     );
     let mut results: [Vec<(f64, Wal)>; 2] = [Vec::new(), Vec::new()];
-    for rep in 0..o.reps {
+    let mut breakdown: [Vec<(Vec<Duration>, Cpu)>; 2] = [Vec::new(), Vec::new()];
+    let mut kinds: [Vec<&'static str>; 2] = [Vec::new(), Vec::new()];
+    // The timed repetitions, then one untimed run per mode that records what each statement is.
+    for rep in 0..=o.reps {
+        let capture = rep == o.reps;
         for k in 0..2 {
             let skip = (rep + k) % 2 == 1;
             let mut conn = harness::connection();
@@ -1156,6 +1250,8 @@ fn skip_unchanged(o: &Options, checker: &mut postgres::Client, report: &mut Stri
             conn.batch_execute("SELECT pg_stat_force_next_flush()")
                 .expect("flush stats");
             let wal_start = wal_position(checker);
+            let meter = CpuMeter::start(backend_pid(&mut conn));
+            let log = instrument(&mut conn, capture);
             let start = Instant::now();
             let statement = diesel::insert_into(bulk_bench::table)
                 .values(&input[..])
@@ -1169,6 +1265,7 @@ fn skip_unchanged(o: &Options, checker: &mut postgres::Client, report: &mut Stri
             }
             .expect("re-upsert");
             let time = secs(start.elapsed());
+            let cpu = meter.stop();
             // pg_stat_wal is fed by each backend when it goes idle, at most once a second
             // unless asked to flush.
             conn.batch_execute("SELECT pg_stat_force_next_flush()")
@@ -1189,9 +1286,54 @@ fn skip_unchanged(o: &Options, checker: &mut postgres::Client, report: &mut Stri
                 assert_eq!(*outcome, want);
             }
             assert_eq!(table_checksum(checker), expected);
-            results[usize::from(skip)].push((time, wal));
+            let log = log.lock().unwrap();
+            if capture {
+                kinds[usize::from(skip)] = log.kinds.clone();
+            } else {
+                results[usize::from(skip)].push((time, wal));
+                breakdown[usize::from(skip)].push((log.durations.clone(), cpu));
+            }
         }
     }
+    // Time in the statements of each kind, CPU: medians over the repetitions.
+    let parts = |mode: usize| {
+        let of_kind = |kind: &str| {
+            median(
+                &breakdown[mode]
+                    .iter()
+                    .map(|(durations, _)| {
+                        durations
+                            .iter()
+                            .zip(&kinds[mode])
+                            .filter(|(_, k)| **k == kind)
+                            .map(|(d, _)| secs(*d))
+                            .sum::<f64>()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let count = |kind: &str| kinds[mode].iter().filter(|k| **k == kind).count();
+        let client = median(
+            &breakdown[mode]
+                .iter()
+                .map(|(_, c)| secs(c.client))
+                .collect::<Vec<_>>(),
+        );
+        let server = median(
+            &breakdown[mode]
+                .iter()
+                .map(|(_, c)| c.server.map_or(f64::NAN, secs))
+                .collect::<Vec<_>>(),
+        );
+        (
+            of_kind("upsert"),
+            count("upsert"),
+            of_kind("read"),
+            count("read"),
+            client,
+            server,
+        )
+    };
     let summary = |rows: &[(f64, Wal)]| {
         (
             median(&rows.iter().map(|r| r.0).collect::<Vec<_>>()),
@@ -1224,16 +1366,17 @@ fn skip_unchanged(o: &Options, checker: &mut postgres::Client, report: &mut Stri
     .unwrap();
     writeln!(
         report,
-        "| | median s | WAL MiB | WAL records | full-page images |\n|---|---:|---:|---:|---:|"
+        "| | median s | WAL MiB | WAL records | full-page images | in upsert statements s | in statements reading unchanged rows s | client CPU s | server CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     .unwrap();
-    for (label, s) in [
-        ("without `skip_unchanged` (every row rewritten)", plain),
-        ("with `skip_unchanged` (no row rewritten)", skip),
+    for (mode, label, s) in [
+        (0, "without `skip_unchanged` (every row rewritten)", plain),
+        (1, "with `skip_unchanged` (no row rewritten)", skip),
     ] {
+        let (upsert, upserts, read, reads, client, server) = parts(mode);
         writeln!(
             report,
-            "| {label} | {:.3} | {:.1} | {} | {} |",
+            "| {label} | {:.3} | {:.1} | {} | {} | {upsert:.3} ({upserts}) | {read:.3} ({reads}) | {client:.3} | {server:.3} |",
             s.0,
             mib(s.1),
             thousands(s.2),
@@ -1243,7 +1386,7 @@ fn skip_unchanged(o: &Options, checker: &mut postgres::Client, report: &mut Stri
     }
     writeln!(
         report,
-        "| ratio with / without (median of per-repetition ratios) | {time_ratio:.2} | {wal_ratio:.2} | | |"
+        "| ratio with / without (median of per-repetition ratios) | {time_ratio:.2} | {wal_ratio:.2} | | | | | | |"
     )
     .unwrap();
     print!("{report}");
@@ -1389,11 +1532,30 @@ fn memory(o: &Options, report: &mut String) {
 
 #[derive(Default)]
 struct QueryLog {
+    /// Start of the outermost statement under way (Diesel runs type lookups inside one).
     started: Option<Instant>,
+    depth: usize,
     in_queries: Duration,
     queries: usize,
+    /// Duration of each (outermost) statement, in order.
+    durations: Vec<Duration>,
     sql_bytes: Vec<usize>,
+    /// What each statement is (filled when capturing SQL).
+    kinds: Vec<&'static str>,
     capture_sql: bool,
+}
+
+/// Which part of a call a statement is, from its SQL text.
+fn statement_kind(sql: &str) -> &'static str {
+    if sql.starts_with("SELECT pg_stat") {
+        "bench"
+    } else if sql.contains("INSERT INTO") {
+        "upsert"
+    } else if sql.starts_with("WITH") || sql.starts_with("SELECT") {
+        "read"
+    } else {
+        "transaction"
+    }
 }
 
 fn instrument(conn: &mut PgConnection, capture_sql: bool) -> Arc<Mutex<QueryLog>> {
@@ -1402,20 +1564,43 @@ fn instrument(conn: &mut PgConnection, capture_sql: bool) -> Arc<Mutex<QueryLog>
         ..QueryLog::default()
     }));
     let sink = Arc::clone(&log);
+    // BULK_TRACE=1: each event, shortened; BULK_TRACE=full: each event with its whole SQL.
+    let trace = std::env::var("BULK_TRACE").ok();
+    let t0 = Instant::now();
     let instrumentation = move |event: InstrumentationEvent<'_>| {
+        if let Some(trace) = &trace {
+            let text = format!("{event:?}");
+            let end = if trace == "full" {
+                text.len()
+            } else {
+                text.char_indices().nth(100).map_or(text.len(), |(i, _)| i)
+            };
+            eprintln!("TRACE {:.4} {}", secs(t0.elapsed()), &text[..end]);
+        }
         let mut log = sink.lock().unwrap();
         match event {
             InstrumentationEvent::StartQuery { query, .. } => {
+                log.depth += 1;
+                if log.depth > 1 {
+                    return;
+                }
                 if log.capture_sql {
                     let text = query.to_string();
-                    let sql = text.split(" -- binds: ").next().unwrap_or("").len();
-                    log.sql_bytes.push(sql);
+                    let sql = text.split(" -- binds: ").next().unwrap_or("");
+                    log.sql_bytes.push(sql.len());
+                    log.kinds.push(statement_kind(sql));
                 }
                 log.started = Some(Instant::now());
             }
             InstrumentationEvent::FinishQuery { .. } => {
+                log.depth = log.depth.saturating_sub(1);
+                if log.depth > 0 {
+                    return;
+                }
                 if let Some(start) = log.started.take() {
-                    log.in_queries += start.elapsed();
+                    let took = start.elapsed();
+                    log.in_queries += took;
+                    log.durations.push(took);
                     log.queries += 1;
                 }
             }
@@ -1426,6 +1611,22 @@ fn instrument(conn: &mut PgConnection, capture_sql: bool) -> Arc<Mutex<QueryLog>
     conn.set_instrumentation(boxed);
     log
 }
+
+/// With `BULK_EXPLAIN=1`, the profiled calls log the plan and executor time of every statement
+/// over 20 ms to the server log (auto_explain, loaded for the session; needs a superuser).
+fn explain_if_asked(conn: &mut PgConnection) {
+    if std::env::var("BULK_EXPLAIN").is_ok_and(|v| v != "0") {
+        conn.batch_execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 20; \
+             SET auto_explain.log_analyze = on; SET auto_explain.log_buffers = on; \
+             SET log_min_messages = 'log'",
+        )
+        .expect("auto_explain");
+    }
+}
+
+/// One profiled call: wall time, time inside statements, statements, CPU.
+type Timing = (Duration, Duration, usize, Cpu);
 
 fn profile(o: &Options, report: &mut String) {
     let n = *o.sizes.iter().max().unwrap_or(&100_000);
@@ -1438,7 +1639,7 @@ fn profile(o: &Options, report: &mut String) {
     .unwrap();
     writeln!(
         report,
-        "| call | total s | statements | in statements s | outside s | SQL text per statement (KiB) |\n|---|---:|---:|---:|---:|---:|"
+        "| call | total s | statements | in statements s | outside s | client CPU s | server CPU s | SQL text per statement (KiB) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     .unwrap();
     type Call = Box<dyn Fn(&mut PgConnection, &[NewRow]) -> usize>;
@@ -1470,7 +1671,7 @@ fn profile(o: &Options, report: &mut String) {
     ];
     // Timed runs, interleaved and rotated like the comparison; then one untimed run per call
     // that formats each statement to measure its SQL text.
-    let mut timings: Vec<Vec<(Duration, Duration, usize)>> = vec![Vec::new(); calls.len()];
+    let mut timings: Vec<Vec<Timing>> = vec![Vec::new(); calls.len()];
     let mut sizes: Vec<Vec<usize>> = vec![Vec::new(); calls.len()];
     for rep in 0..=o.reps {
         let capture = rep == o.reps;
@@ -1479,10 +1680,13 @@ fn profile(o: &Options, report: &mut String) {
             let mut conn = harness::connection();
             reset(&mut conn, Seed::HalfOld(n));
             warm_up(&mut conn);
+            explain_if_asked(&mut conn);
+            let meter = CpuMeter::start(backend_pid(&mut conn));
             let log = instrument(&mut conn, capture);
             let start = Instant::now();
             let rows = calls[index].1(&mut conn, &input);
             let total = start.elapsed();
+            let cpu = meter.stop();
             assert_eq!(rows, input.len());
             let log = log.lock().unwrap();
             if capture {
@@ -1493,17 +1697,18 @@ fn profile(o: &Options, report: &mut String) {
                     calls[index].0,
                     secs(total)
                 );
-                timings[index].push((total, log.in_queries, log.queries));
+                timings[index].push((total, log.in_queries, log.queries, cpu));
             }
         }
     }
     for (index, (label, _)) in calls.iter().enumerate() {
-        let column = |f: &dyn Fn(&(Duration, Duration, usize)) -> f64| {
-            median(&timings[index].iter().map(f).collect::<Vec<_>>())
-        };
+        let column =
+            |f: &dyn Fn(&Timing) -> f64| median(&timings[index].iter().map(f).collect::<Vec<_>>());
         let total = column(&|t| secs(t.0));
         let inside = column(&|t| secs(t.1));
         let outside = column(&|t| secs(t.0.saturating_sub(t.1)));
+        let client = column(&|t| secs(t.3.client));
+        let server = column(&|t| t.3.server.map_or(f64::NAN, secs));
         let queries = timings[index][0].2;
         let mut big: Vec<usize> = sizes[index].iter().copied().filter(|s| *s > 200).collect();
         big.sort_unstable();
@@ -1516,7 +1721,7 @@ fn profile(o: &Options, report: &mut String) {
         };
         writeln!(
             report,
-            "| {label} | {total:.3} | {queries} | {inside:.3} | {outside:.3} | {size_text} |",
+            "| {label} | {total:.3} | {queries} | {inside:.3} | {outside:.3} | {client:.3} | {server:.3} | {size_text} |",
         )
         .unwrap();
     }
