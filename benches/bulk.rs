@@ -1376,11 +1376,16 @@ fn skip_unchanged(o: &Options, checker: &mut postgres::Client, report: &mut Stri
         let (upsert, upserts, read, reads, client, server) = parts(mode);
         writeln!(
             report,
-            "| {label} | {:.3} | {:.1} | {} | {} | {upsert:.3} ({upserts}) | {read:.3} ({reads}) | {client:.3} | {server:.3} |",
+            "| {label} | {:.3} | {:.1} | {} | {} | {upsert:.3} ({upserts}) | {} | {client:.3} | {server:.3} |",
             s.0,
             mib(s.1),
             thousands(s.2),
-            thousands(s.3)
+            thousands(s.3),
+            if reads == 0 {
+                "– (0)".to_owned()
+            } else {
+                format!("{read:.3} ({reads})")
+            }
         )
         .unwrap();
     }
@@ -1473,6 +1478,7 @@ fn memory(o: &Options, report: &mut String) {
         "| terminal | input rows (heap) | peak heap in the call | peak heap ÷ input | VmHWM | VmHWM ÷ input | (VmHWM − RSS before input) ÷ input | s | prepared statements left | backend memory |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     .unwrap();
+    let mut estimate = 0.0;
     for terminal in ["rows", "pks"] {
         let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
             .arg("--memory-child")
@@ -1514,15 +1520,17 @@ fn memory(o: &Options, report: &mut String) {
             mib(field("backend_bytes")),
         )
         .unwrap();
-        if terminal == "rows" {
-            writeln!(
-                report,
-                "<!-- formula estimate of the input: {:.0} MiB -->",
-                mib(field("estimate"))
-            )
-            .unwrap();
-        }
+        estimate = field("estimate");
     }
+    writeln!(
+        report,
+        "\nInput rows: the live heap the input `Vec<NewRow>` added, counted by the bench's \
+         allocator; by formula (struct sizes, String capacities, BigDecimal digits, one BTreeMap \
+         leaf per hstore map) {:.0} MiB. Peak heap: the highest live heap during the call, input \
+         included (libpq's own buffers are not on the Rust heap; VmHWM includes them).",
+        mib(estimate)
+    )
+    .unwrap();
     print!("{report}");
     report.clear();
 }
