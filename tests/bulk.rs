@@ -595,7 +595,10 @@ fn more_than_200_000_binds_are_chunked_in_one_transaction() {
         .bulk_insert(conn)
         .unwrap();
     let statements = sent.take();
-    let upserts = statements.iter().filter(|s| s.starts_with("INSERT")).count();
+    let upserts = statements
+        .iter()
+        .filter(|s| s.starts_with("INSERT"))
+        .count();
     assert!(
         upserts >= 4,
         "220 000 binds need at least 4 statements, sent {upserts}"
