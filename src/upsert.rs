@@ -191,15 +191,6 @@ where
 /// the bounds Diesel's `get_result` needs for the statements the terminals run.
 pub trait Returning<Out>: Expression + QueryFragment<Pg> + Sized {
     #[doc(hidden)]
-    fn load_with_flag<S, C>(
-        query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
-        conn: &mut C,
-    ) -> QueryResult<Option<(Out, bool)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection;
-
-    #[doc(hidden)]
     fn load_existing<S, C>(
         query: FetchExisting<'_, S, Self>,
         conn: &mut C,
@@ -280,17 +271,6 @@ where
     <(Integer, Sel::SqlType, Bool) as CompatibleType<(i32, Out, bool), Pg>>::SqlType: 'static,
     <(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType: 'static,
 {
-    fn load_with_flag<S, C>(
-        query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
-        conn: &mut C,
-    ) -> QueryResult<Option<(Out, bool)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection,
-    {
-        query.get_result(conn).optional()
-    }
-
     fn load_existing<S, C>(
         query: FetchExisting<'_, S, Self>,
         conn: &mut C,
@@ -559,8 +539,9 @@ where
                 rows: vec![row],
                 returning: (selection(), InsertedFlag),
             };
-            if let Some((out, inserted)) =
-                Sel::load_with_flag(upsert, conn).map_err(|e| classify_error(self, e))?
+            if let Some((out, inserted)) = Sel::load_rows_with_flag(upsert, conn)
+                .map_err(|e| classify_error(self, e))?
+                .pop()
             {
                 let outcome = if inserted {
                     Outcome::Inserted
