@@ -9,18 +9,20 @@
 //! in input order.
 
 use crate::error::{BuildError, Error, Result};
+use crate::query_builder::arrays::{ArraySource, ColumnArrays};
 use crate::query_builder::literal::{count_binds, render};
 use crate::query_builder::statement::{
-    consistent_columns, BulkFetchExisting, BulkUpsert, BulkUpsertReturningKeys, InsertedFlag,
-    ReturnedKeys, UpsertReturning, UpsertStatement, RETURNED_KEY_PARTS,
+    consistent_columns, key_columns, BulkFetchExisting, BulkRows, BulkUpsert,
+    BulkUpsertReturningKeys, InsertedFlag, ReturnedKeys, UpsertReturning, UpsertStatement,
+    RETURNED_KEY_PARTS,
 };
 use crate::query_builder::target::KeyPart;
-use crate::query_builder::values::RowValues;
+use crate::query_builder::values::{RowValues, ValueOf, ValuesOf};
 use crate::upsert::{classify_error, conflict_key, ConflictAction, Outcome, Returning};
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::{Connection, QueryResult};
+use diesel::query_builder::QueryFragment;
+use diesel::Connection;
 use std::collections::hash_map::{Entry, HashMap};
 
 /// PostgreSQL's limit on bind parameters in one statement.
@@ -130,11 +132,7 @@ fn key_of<T, R: RowValues<T>>(
 ) -> Result<Option<Vec<u8>>> {
     let mut out = Vec::new();
     for part in key {
-        let (sql, binds) = render(&ValueOf {
-            row,
-            column: part.column(),
-            _table: std::marker::PhantomData::<T>,
-        })?;
+        let (sql, binds) = render(&ValueOf::<R, T>::new(row, part.column()))?;
         let value: Option<Vec<u8>> = match (sql.as_str(), binds.binds.as_slice()) {
             ("", _) => return Ok(None),
             ("$1", [bind]) => match part {
@@ -175,45 +173,32 @@ fn push_length_prefixed(out: &mut Vec<u8>, value: Option<&[u8]>) {
     }
 }
 
-/// Renders the value one row gives to one column.
-struct ValueOf<'a, R, T> {
-    row: &'a R,
-    column: &'static str,
-    _table: std::marker::PhantomData<T>,
-}
-
-impl<R: RowValues<T>, T> QueryFragment<Pg> for ValueOf<'_, R, T> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.row.walk_value_of(self.column, &mut out).map(|_| ())
-    }
-}
-
-/// Renders the values of one row.
-struct ValuesOf<'a, R, T>(&'a R, std::marker::PhantomData<T>);
-
-impl<R: RowValues<T>, T> QueryFragment<Pg> for ValuesOf<'_, R, T> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.0.walk_values(&mut out, &mut true)
-    }
-}
-
 /// The number of bind parameters a row renders (counted in its SQL text, without serializing
 /// its values).
 pub(crate) fn binds_of<T, R: RowValues<T>>(row: &R) -> Result<usize> {
-    Ok(count_binds(&ValuesOf(row, std::marker::PhantomData::<T>))?)
+    Ok(count_binds(&ValuesOf::<R, T>::new(row))?)
 }
 
 /// Cuts `rows` into chunks whose binds, plus `fixed` binds of the statement around them, stay
 /// within PostgreSQL's limit.
 pub(crate) fn chunks<'r, T, R: RowValues<T>>(
-    rows: &[(usize, &'r R)],
+    mut rows: &[(usize, &'r R)],
     fixed: usize,
 ) -> Result<Vec<Vec<(usize, &'r R)>>> {
-    let budget = MAX_BINDS.saturating_sub(fixed);
     let mut chunks = Vec::new();
-    let mut current = Vec::new();
+    while !rows.is_empty() {
+        let len = chunk_len(rows, fixed)?;
+        chunks.push(rows[..len].to_vec());
+        rows = &rows[len..];
+    }
+    Ok(chunks)
+}
+
+/// How many leading rows of `rows` fit in one `VALUES` statement with `fixed` other binds.
+fn chunk_len<T, R: RowValues<T>>(rows: &[(usize, &R)], fixed: usize) -> Result<usize> {
+    let budget = MAX_BINDS.saturating_sub(fixed);
     let mut used = 0;
-    for &(index, row) in rows {
+    for (len, &(index, row)) in rows.iter().enumerate() {
         let binds = binds_of(row)?;
         if binds > budget {
             return Err(BuildError::invalid_target(format!(
@@ -221,17 +206,26 @@ pub(crate) fn chunks<'r, T, R: RowValues<T>>(
             ))
             .into());
         }
-        if used + binds > budget && !current.is_empty() {
-            chunks.push(std::mem::take(&mut current));
-            used = 0;
+        if used + binds > budget {
+            return Ok(len);
         }
         used += binds;
-        current.push((index, row));
     }
-    if !current.is_empty() {
-        chunks.push(current);
+    Ok(rows.len())
+}
+
+/// The next rows of one statement: as arrays when the leading rows are plain values, otherwise
+/// as a `VALUES` list under the bind limit.
+fn next_rows<'r, T, R: RowValues<T>>(
+    rows: &[(usize, &'r R)],
+    source: ArraySource<'r>,
+    fixed: usize,
+) -> Result<BulkRows<'r, T, R>> {
+    if let Some(arrays) = ColumnArrays::build(rows, source) {
+        return Ok(BulkRows::Arrays(arrays));
     }
-    Ok(chunks)
+    let len = chunk_len(rows, fixed)?;
+    Ok(BulkRows::Values(rows[..len].to_vec()))
 }
 
 /// How many times rows whose existing row vanished before it could be read are sent again.
@@ -254,7 +248,7 @@ where
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    consistent_columns::<S::Table, S::Row>(rows.iter())?;
+    let columns = consistent_columns::<S::Table, S::Row>(rows.iter())?;
     statement.check()?;
     let key = conflict_key(statement, &rows[0], conn)?;
     let on_duplicates = statement.duplicate_keys().or(match statement.action() {
@@ -269,15 +263,25 @@ where
     // `INSERT … VALUES … RETURNING`. Keys holding SQL expressions are matched by PostgreSQL
     // itself, joining the written rows to the input rows in the statement.
     let keys_returned = plan.plain_keys && key.len() <= RETURNED_KEY_PARTS;
+    let key_columns = key_columns(&key);
     let mut results: Vec<Option<(Out, Outcome)>> = vec![None; rows.len()];
     conn.transaction(|conn| -> Result<()> {
         let mut pending = plan.keyed.clone();
         for _ in 0..ATTEMPTS {
-            for chunk in chunks(&pending, fixed)? {
-                if keys_returned {
+            if keys_returned {
+                let mut rest = &pending[..];
+                while !rest.is_empty() {
+                    let rows = next_rows(
+                        rest,
+                        ArraySource::Rows {
+                            columns: columns.len(),
+                        },
+                        fixed,
+                    )?;
+                    rest = &rest[rows.len()..];
                     let query = BulkUpsertReturningKeys {
                         statement,
-                        rows: chunk,
+                        rows,
                         key: &key,
                         selection: selection(),
                     };
@@ -290,7 +294,9 @@ where
                             results[index] = Some((out, outcome(inserted)));
                         }
                     }
-                } else {
+                }
+            } else {
+                for chunk in chunks(&pending, fixed)? {
                     let query = BulkUpsert {
                         statement,
                         rows: chunk,
@@ -310,10 +316,13 @@ where
                 .copied()
                 .filter(|(i, _)| results[*i].is_none())
                 .collect();
-            for chunk in chunks(&kept, 0)? {
+            let mut rest = &kept[..];
+            while !rest.is_empty() {
+                let rows = next_rows(rest, ArraySource::Columns(&key_columns), 0)?;
+                rest = &rest[rows.len()..];
                 let query = BulkFetchExisting {
                     statement,
-                    rows: chunk,
+                    rows,
                     key: &key,
                     selection: selection(),
                 };

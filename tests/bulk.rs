@@ -173,8 +173,17 @@ fn bulk_insert_returns_primary_keys_in_input_order() {
     }
 }
 
+/// The statements a closure sent that start with `prefix`, without their binds.
+fn statements_sent(sent: &SentSql, prefix: &str) -> Vec<String> {
+    sent.take()
+        .into_iter()
+        .filter(|s| s.starts_with(prefix))
+        .map(|s| s.split(" -- binds:").next().unwrap_or_default().to_owned())
+        .collect()
+}
+
 #[test]
-fn rows_are_sent_sorted_by_conflict_key_in_one_statement() {
+fn rows_are_sent_sorted_by_conflict_key_as_one_array_per_column() {
     let conn = &mut test_connection();
     let p = unique_key("b4");
     let keys = [format!("{p}-c"), format!("{p}-a"), format!("{p}-b")];
@@ -188,18 +197,162 @@ fn rows_are_sent_sorted_by_conflict_key_in_one_statement() {
         result.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
         keys.iter().map(String::as_str).collect::<Vec<_>>()
     );
-    let statements: Vec<String> = sent
-        .take()
-        .into_iter()
-        .filter(|s| s.starts_with("INSERT"))
-        .collect();
-    assert_eq!(statements.len(), 1, "{statements:?}");
     assert_eq!(
-        statements[0],
-        format!(
-            r#"INSERT INTO "products" ("sku", "name", "qty", "price_cents") VALUES ($1, $2, $3, $4), ($5, $6, $7, $8), ($9, $10, $11, $12) ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name", "qty" = excluded."qty", "price_cents" = excluded."price_cents" RETURNING "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", (xmax = 0), "products"."sku", NULL, NULL, NULL, NULL, NULL, NULL, NULL -- binds: ["{p}-a", "x", 0, 0, "{p}-b", "x", 0, 0, "{p}-c", "x", 0, 0]"#
-        )
+        statements_sent(&sent, "INSERT"),
+        [
+            r#"INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT unnest($1), unnest($2), unnest($3), unnest($4) ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name", "qty" = excluded."qty", "price_cents" = excluded."price_cents" RETURNING "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", (xmax = 0), "products"."sku", NULL, NULL, NULL, NULL, NULL, NULL, NULL"#
+        ]
     );
+    // The ids PostgreSQL assigned follow the order the rows were inserted in: key order.
+    let stored = products_with_prefix(conn, &p);
+    assert_eq!(
+        stored.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+        [&keys[1], &keys[2], &keys[0]]
+    );
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id), "{stored:?}");
+}
+
+#[test]
+fn rows_holding_sql_expressions_are_sent_as_a_values_list() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
+    let conn = &mut test_connection();
+    let p = unique_key("b-vals");
+    let keys = [format!("{p}-b"), format!("{p}-a")];
+    let rows: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            (
+                products::sku.eq(k.as_str()),
+                products::name.eq(sql::<Text>("upper('x')")),
+            )
+        })
+        .collect();
+    let sent = SentSql::attach(conn);
+    let result: Vec<Product> = diesel::insert_into(products::table)
+        .values(&rows)
+        .bulk_upsert(products::sku, conn)
+        .unwrap();
+    assert_eq!(
+        result.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+        keys.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        statements_sent(&sent, "INSERT"),
+        [
+            r#"INSERT INTO "products" ("sku", "name") VALUES ($1, upper('x')), ($2, upper('x')) ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name" RETURNING "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", (xmax = 0), "products"."sku", NULL, NULL, NULL, NULL, NULL, NULL, NULL"#
+        ]
+    );
+    let stored = products_with_prefix(conn, &p);
+    assert_eq!(
+        stored
+            .iter()
+            .map(|p| (p.sku.as_str(), p.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(keys[1].as_str(), "X"), (keys[0].as_str(), "X")]
+    );
+}
+
+#[test]
+fn kept_rows_are_read_back_through_an_array_of_their_keys() {
+    let conn = &mut test_connection();
+    let p = unique_key("b-kept");
+    let keys = [format!("{p}-a"), format!("{p}-b")];
+    let old: Vec<_> = keys.iter().map(|k| NewProduct::new(k, "old")).collect();
+    diesel::insert_into(products::table)
+        .values(&old)
+        .execute(conn)
+        .unwrap();
+    let new: Vec<_> = keys.iter().map(|k| NewProduct::new(k, "new")).collect();
+    let sent = SentSql::attach(conn);
+    let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+        .values(&new)
+        .on_conflict_do(products::sku, ConflictAction::Nothing)
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert!(result
+        .iter()
+        .all(|(p, o)| p.name == "old" && *o == Outcome::Unchanged));
+    assert_eq!(
+        statements_sent(&sent, "WITH"),
+        [
+            r#"WITH "__upsert_input" AS (SELECT unnest($1) AS "sku", unnest($2) AS "__upsert_ord") SELECT "__upsert_input"."__upsert_ord", "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at" FROM "__upsert_input" JOIN "products" ON "__upsert_input"."sku" = "products"."sku""#
+        ]
+    );
+    assert!(products_with_prefix(conn, &p)
+        .iter()
+        .all(|p| p.name == "old"));
+}
+
+#[test]
+fn null_values_and_enum_values_travel_in_arrays() {
+    let conn = &mut test_connection();
+    let p = unique_key("b-null");
+    let descriptions = [Some("first"), None, Some("it's \\ third"), None];
+    let rows: Vec<_> = descriptions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            (
+                products::sku.eq(format!("{p}-{i}")),
+                products::name.eq("n"),
+                products::description.eq(*d),
+            )
+        })
+        .collect();
+    let sent = SentSql::attach(conn);
+    let result: Vec<Product> = diesel::insert_into(products::table)
+        .values(&rows)
+        .bulk_upsert(products::sku, conn)
+        .unwrap();
+    assert_eq!(
+        result
+            .iter()
+            .map(|p| p.description.as_deref())
+            .collect::<Vec<_>>(),
+        descriptions
+    );
+    let stored: Vec<Option<String>> = products_with_prefix(conn, &p)
+        .into_iter()
+        .map(|p| p.description)
+        .collect();
+    assert_eq!(
+        stored.iter().map(Option::as_deref).collect::<Vec<_>>(),
+        descriptions
+    );
+
+    // A PostgreSQL enum: its array type is looked up by name on the connection.
+    let slugs: Vec<String> = (0..3).map(|i| format!("{p}-task-{i}")).collect();
+    let statuses = [TaskStatus::Done, TaskStatus::Todo, TaskStatus::Doing];
+    let tasks_in: Vec<_> = slugs
+        .iter()
+        .zip(statuses)
+        .map(|(slug, status)| NewTask {
+            slug,
+            title: "t",
+            status: Some(status),
+        })
+        .collect();
+    for _ in 0..2 {
+        let written: Vec<Task> = diesel::insert_into(tasks::table)
+            .values(&tasks_in)
+            .bulk_upsert(tasks::slug, conn)
+            .unwrap();
+        assert_eq!(
+            written.iter().map(|t| t.status).collect::<Vec<_>>(),
+            statuses
+        );
+    }
+    let stored: Vec<TaskStatus> = tasks::table
+        .filter(tasks::slug.like(format!("{p}-task-%")))
+        .order(tasks::slug)
+        .select(tasks::status)
+        .load(conn)
+        .unwrap();
+    assert_eq!(stored, statuses);
+    assert!(statements_sent(&sent, "INSERT")
+        .iter()
+        .all(|s| s.contains(" SELECT unnest($1)")));
 }
 
 #[test]
@@ -763,10 +916,10 @@ fn hstore_key_targets_work_in_bulk_and_duplicates_are_found_by_the_key_value() {
 }
 
 #[test]
-fn bulk_statements_are_not_left_prepared_on_the_connection() {
-    // Their text holds the input positions of the rows in key order, which change from call to
-    // call: cached, the statements would pile up on the client and the server for the
-    // connection's lifetime.
+fn bulk_statements_are_prepared_once_per_shape_not_once_per_call() {
+    // Rows sent as arrays give the same SQL text for any number of rows: one prepared
+    // statement per shape of call. Statements whose text depends on the rows (VALUES lists)
+    // are sent unnamed and must not pile up on the connection.
     let conn = &mut test_connection();
     let p = unique_key("b-prep");
     let prepared = |conn: &mut PgConnection| -> i64 {
@@ -777,8 +930,9 @@ fn bulk_statements_are_not_left_prepared_on_the_connection() {
         .unwrap()
     };
     let before = prepared(conn);
-    for round in 0..3 {
-        let keys: Vec<String> = (0..3).map(|i| format!("{p}-{round}-{i}")).collect();
+    let mut after_first_round = None;
+    for round in 0..4 {
+        let keys: Vec<String> = (0..round + 2).map(|i| format!("{p}-{round}-{i}")).collect();
         let rows: Vec<_> = keys.iter().map(|k| NewProduct::new(k, "x")).collect();
         for action in [ConflictAction::Update, ConflictAction::Nothing] {
             let result: Vec<Product> = diesel::insert_into(products::table)
@@ -786,8 +940,82 @@ fn bulk_statements_are_not_left_prepared_on_the_connection() {
                 .on_conflict_do(products::sku, action)
                 .bulk_insert_and_get(conn)
                 .unwrap();
-            assert_eq!(result.len(), 3);
+            assert_eq!(result.len(), keys.len());
+        }
+        let expressions: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                (
+                    products::sku.eq(k.as_str()),
+                    products::name.eq(diesel::dsl::sql::<diesel::sql_types::Text>("'y'")),
+                )
+            })
+            .collect();
+        let result: Vec<Product> = diesel::insert_into(products::table)
+            .values(&expressions)
+            .bulk_upsert(products::sku, conn)
+            .unwrap();
+        assert_eq!(result.len(), keys.len());
+        let now = prepared(conn);
+        match after_first_round {
+            None => after_first_round = Some(now),
+            Some(first) => assert_eq!(now, first, "round {round}"),
         }
     }
-    assert_eq!(prepared(conn), before);
+    // Update, Nothing and the read-back of the rows Nothing kept.
+    assert_eq!(after_first_round, Some(before + 3));
+}
+
+diesel::table! {
+    /// Created by the test that needs it: a column that is itself an array.
+    bulk_tags (id) {
+        id -> BigInt,
+        k -> Text,
+        tags -> Array<Text>,
+    }
+}
+
+#[test]
+fn array_columns_are_sent_as_a_values_list_and_round_trip() {
+    // `unnest` would flatten an array of arrays: such rows go as a VALUES list.
+    let conn = &mut test_connection();
+    static CREATED: std::sync::Once = std::sync::Once::new();
+    CREATED.call_once(|| {
+        diesel::sql_query(
+            "CREATE TABLE bulk_tags (id BIGSERIAL PRIMARY KEY, k TEXT UNIQUE NOT NULL, tags TEXT[] NOT NULL)",
+        )
+        .execute(&mut connection())
+        .unwrap();
+    });
+    let p = unique_key("b-tags");
+    let tags = [
+        vec!["a".to_owned(), "b".to_owned()],
+        vec![],
+        vec!["c".to_owned()],
+    ];
+    let rows: Vec<_> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (bulk_tags::k.eq(format!("{p}-{i}")), bulk_tags::tags.eq(t)))
+        .collect();
+    let sent = SentSql::attach(conn);
+    let ids: Vec<i64> = diesel::insert_into(bulk_tags::table)
+        .values(&rows)
+        .on_conflict_do(bulk_tags::k, ConflictAction::Update)
+        .bulk_insert(conn)
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    let statements = statements_sent(&sent, "INSERT");
+    assert_eq!(statements.len(), 1);
+    assert!(
+        statements[0].contains(" VALUES ($1, $2), ($3, $4), ($5, $6) "),
+        "{statements:?}"
+    );
+    let stored: Vec<Vec<String>> = bulk_tags::table
+        .filter(bulk_tags::k.like(format!("{p}-%")))
+        .order(bulk_tags::k)
+        .select(bulk_tags::tags)
+        .load(conn)
+        .unwrap();
+    assert_eq!(stored, tags);
 }

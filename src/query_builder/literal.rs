@@ -235,7 +235,7 @@ pub(crate) fn render<F: QueryFragment<Pg> + ?Sized>(
 
 /// A metadata lookup for rendering without a connection: types looked up by name (enums,
 /// extension types) cannot be written as literals.
-struct NoTypeLookup;
+pub(crate) struct NoTypeLookup;
 
 impl PgMetadataLookup for NoTypeLookup {
     fn lookup_type(&mut self, type_name: &str, schema: Option<&str>) -> PgTypeMetadata {

@@ -1,6 +1,8 @@
 //! The SQL nodes behind [`UpsertDsl`](crate::UpsertDsl): conflict targets, the statement and
 //! the queries its terminals run. Users meet these types only in signatures.
 
+#[doc(hidden)]
+pub mod arrays;
 pub(crate) mod literal;
 pub mod statement;
 pub mod target;

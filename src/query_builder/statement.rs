@@ -1,15 +1,17 @@
 //! The statement node behind `on_conflict_do` and the queries the terminals run.
 
+use super::arrays::ColumnArrays;
 use super::target::{KeyPart, Target};
 use super::values::{Records, RowValues};
 use crate::error::BuildError;
 use crate::upsert::ConflictAction;
+use diesel::backend::Backend;
 use diesel::expression::{is_aggregate, Expression, ValidGrouping};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::result::QueryResult;
-use diesel::sql_types::{Binary, Bool, Integer, Nullable};
+use diesel::sql_types::{Binary, Bool, Integer, Nullable, TypeMetadata};
 use diesel::Table;
 use std::fmt;
 
@@ -165,13 +167,13 @@ pub trait UpsertStatement {
         out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()>;
 
-    /// Writes the bulk statement for keys made of bound values: `INSERT … VALUES <rows> ON
-    /// CONFLICT … RETURNING selection, inserted, <key parts>`, padded to
-    /// [`RETURNED_KEY_PARTS`] key columns with NULLs. The caller matches the returned keys to
-    /// the input rows by their bytes.
+    /// Writes the bulk statement for keys made of bound values: `INSERT … VALUES <rows>` (or
+    /// `INSERT … SELECT unnest($1), …` for rows sent as arrays) `ON CONFLICT … RETURNING
+    /// selection, inserted, <key parts>`, padded to [`RETURNED_KEY_PARTS`] key columns with
+    /// NULLs. The caller matches the returned keys to the input rows by their bytes.
     fn walk_bulk_upsert_returning_keys<'b>(
         &'b self,
-        rows: &[(usize, &'b Self::Row)],
+        rows: &'b BulkRows<'b, Self::Table, Self::Row>,
         key: &[KeyPart],
         selection: &'b dyn QueryFragment<Pg>,
         out: AstPass<'_, 'b, Pg>,
@@ -180,7 +182,7 @@ pub trait UpsertStatement {
     /// Writes `SELECT (position, selection)` of the existing rows with the keys of `rows`.
     fn walk_fetch_existing<'b>(
         &'b self,
-        rows: &[(usize, &'b Self::Row)],
+        rows: &'b BulkRows<'b, Self::Table, Self::Row>,
         key: &[KeyPart],
         selection: &'b dyn QueryFragment<Pg>,
         out: AstPass<'_, 'b, Pg>,
@@ -316,7 +318,7 @@ where
 
     fn walk_bulk_upsert_returning_keys<'b>(
         &'b self,
-        rows: &[(usize, &'b Self::Row)],
+        rows: &'b BulkRows<'b, T, Self::Row>,
         key: &[KeyPart],
         selection: &'b dyn QueryFragment<Pg>,
         mut out: AstPass<'_, 'b, Pg>,
@@ -328,10 +330,26 @@ where
             ))
             .into());
         }
-        // The text depends on the number of rows: prepared unnamed, like Diesel's batch inserts.
-        out.unsafe_to_cache_prepared();
-        let row_refs: Vec<&'b Self::Row> = rows.iter().map(|(_, row)| *row).collect();
-        self.walk_upsert(&row_refs, Some(selection), out.reborrow())?;
+        match rows {
+            BulkRows::Values(rows) => {
+                // The text depends on the number of rows: prepared unnamed, like Diesel's batch
+                // inserts.
+                out.unsafe_to_cache_prepared();
+                let row_refs: Vec<&'b Self::Row> = rows.iter().map(|(_, row)| *row).collect();
+                self.walk_upsert(&row_refs, Some(selection), out.reborrow())?;
+            }
+            BulkRows::Arrays(arrays) => {
+                // The same text for any number of rows: prepared once per connection.
+                self.check_target()?;
+                let columns = arrays.columns();
+                self.walk_insert_into(&columns, &mut out)?;
+                out.push_sql(" SELECT ");
+                arrays.walk_unnest(None, &mut out)?;
+                self.walk_on_conflict(&columns, &mut out)?;
+                out.push_sql(" RETURNING ");
+                selection.walk_ast(out.reborrow())?;
+            }
+        }
         out.push_sql(", (xmax = 0)");
         for i in 0..RETURNED_KEY_PARTS {
             out.push_sql(", ");
@@ -347,30 +365,40 @@ where
 
     fn walk_fetch_existing<'b>(
         &'b self,
-        rows: &[(usize, &'b Self::Row)],
+        rows: &'b BulkRows<'b, T, Self::Row>,
         key: &[KeyPart],
         selection: &'b dyn QueryFragment<Pg>,
         mut out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
-        // Holds input positions too, like `walk_bulk_upsert`.
-        out.unsafe_to_cache_prepared();
-        let mut columns: Vec<&'static str> = Vec::new();
-        for part in key {
-            if !columns.contains(&part.column()) {
-                columns.push(part.column());
+        let columns = key_columns(key);
+        match rows {
+            BulkRows::Values(rows) => {
+                // Holds input positions too, like `walk_bulk_upsert`.
+                out.unsafe_to_cache_prepared();
+                walk_input_cte(&columns, rows, &mut out, |row, out, first| {
+                    for column in &columns {
+                        if !std::mem::take(first) {
+                            out.push_sql(", ");
+                        }
+                        if !row.walk_value_of(column, out)? {
+                            out.push_sql("NULL");
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            BulkRows::Arrays(arrays) => {
+                out.push_sql("WITH ");
+                out.push_identifier(INPUT)?;
+                out.push_sql(" AS (SELECT ");
+                arrays.walk_unnest(Some(&columns), &mut out)?;
+                out.push_sql(", ");
+                arrays.walk_positions(&mut out)?;
+                out.push_sql(" AS ");
+                out.push_identifier(ORDINAL)?;
+                out.push_sql(")");
             }
         }
-        walk_input_cte(&columns, rows, &mut out, |row, out, first| {
-            for column in &columns {
-                if !std::mem::take(first) {
-                    out.push_sql(", ");
-                }
-                if !row.walk_value_of(column, out)? {
-                    out.push_sql("NULL");
-                }
-            }
-            Ok(())
-        })?;
         out.push_sql(" SELECT ");
         out.push_identifier(INPUT)?;
         out.push_sql(".");
@@ -632,6 +660,17 @@ pub(crate) fn consistent_columns<'r, T: 'r, R: RowValues<T> + 'r>(
     Ok(columns)
 }
 
+/// The distinct columns of a conflict key, in key order.
+pub(crate) fn key_columns(key: &[KeyPart]) -> Vec<&'static str> {
+    let mut columns: Vec<&'static str> = Vec::new();
+    for part in key {
+        if !columns.contains(&part.column()) {
+            columns.push(part.column());
+        }
+    }
+    columns
+}
+
 /// Several rows cannot all be written as `DEFAULT VALUES`.
 fn no_columns() -> BuildError {
     BuildError::invalid_target("a bulk insert needs at least one column that every row supplies")
@@ -849,7 +888,7 @@ pub struct BulkUpsert<'q, S: UpsertStatement, R> {
 #[doc(hidden)]
 pub struct BulkUpsertReturningKeys<'q, S: UpsertStatement, R> {
     pub(crate) statement: &'q S,
-    pub(crate) rows: Vec<(usize, &'q S::Row)>,
+    pub(crate) rows: BulkRows<'q, S::Table, S::Row>,
     pub(crate) key: &'q [KeyPart],
     pub(crate) selection: R,
 }
@@ -858,25 +897,90 @@ pub struct BulkUpsertReturningKeys<'q, S: UpsertStatement, R> {
 #[doc(hidden)]
 pub struct BulkFetchExisting<'q, S: UpsertStatement, R> {
     pub(crate) statement: &'q S,
-    pub(crate) rows: Vec<(usize, &'q S::Row)>,
+    pub(crate) rows: BulkRows<'q, S::Table, S::Row>,
     pub(crate) key: &'q [KeyPart],
     pub(crate) selection: R,
 }
 
+/// The input rows of a bulk statement.
+#[doc(hidden)]
+pub enum BulkRows<'q, T, R> {
+    /// Written as a `VALUES` list: `(input position, row)`.
+    Values(Vec<(usize, &'q R)>),
+    /// Sent as one array parameter per column.
+    Arrays(ColumnArrays<'q, T, R>),
+}
+
+impl<T, R> fmt::Debug for BulkRows<'_, T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BulkRows::Values(rows) => write!(f, "Values({} rows)", rows.len()),
+            BulkRows::Arrays(arrays) => arrays.fmt(f),
+        }
+    }
+}
+
+impl<T, R> BulkRows<'_, T, R> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            BulkRows::Values(rows) => rows.len(),
+            BulkRows::Arrays(arrays) => arrays.len(),
+        }
+    }
+}
+
+/// Walks a query as its own `walk_ast` does: lets a `collect_binds` override run the default
+/// bind collection before adjusting the binds.
+struct Walk<'a, Q>(&'a Q);
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Walk<'_, Q> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
 macro_rules! bulk_query {
+    ($name:ident, $walk:ident, ($($sql_type:tt)*), arrays) => {
+        bulk_query!(@common $name, ($($sql_type)*));
+
+        impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for $name<'_, S, R> {
+            fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+                self.statement.$walk(&self.rows, self.key, &self.selection, out)
+            }
+
+            // Rows sent as arrays are pushed as `bytea` (the first binds of the statement) and
+            // given their array types here, from the connection's type lookup.
+            fn collect_binds<'b>(
+                &'b self,
+                out: &mut <Pg as Backend>::BindCollector<'b>,
+                lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+                backend: &'b Pg,
+            ) -> QueryResult<()> {
+                let first = out.binds.len();
+                Walk(self).collect_binds(out, lookup, backend)?;
+                if let BulkRows::Arrays(arrays) = &self.rows {
+                    arrays.retype(out, first, lookup)?;
+                }
+                Ok(())
+            }
+        }
+    };
     ($name:ident, $walk:ident, ($($sql_type:tt)*)) => {
+        bulk_query!(@common $name, ($($sql_type)*));
+
+        impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for $name<'_, S, R> {
+            fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+                self.statement.$walk(&self.rows, self.key, &self.selection, out)
+            }
+        }
+    };
+    (@common $name:ident, ($($sql_type:tt)*)) => {
         impl<S: UpsertStatement, R> fmt::Debug for $name<'_, S, R> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($name))
                     .field("rows", &self.rows.len())
                     .field("key", &self.key)
                     .finish_non_exhaustive()
-            }
-        }
-
-        impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for $name<'_, S, R> {
-            fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-                self.statement.$walk(&self.rows, self.key, &self.selection, out)
             }
         }
 
@@ -897,10 +1001,12 @@ bulk_query!(BulkUpsert, walk_bulk_upsert, (Integer, R::SqlType, Bool));
 bulk_query!(
     BulkUpsertReturningKeys,
     walk_bulk_upsert_returning_keys,
-    (R::SqlType, Bool, ReturnedKeyTypes)
+    (R::SqlType, Bool, ReturnedKeyTypes),
+    arrays
 );
 bulk_query!(
     BulkFetchExisting,
     walk_fetch_existing,
-    (Integer, R::SqlType)
+    (Integer, R::SqlType),
+    arrays
 );

@@ -11,6 +11,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, BatchInsert, QueryFragment, ValuesClause};
 use diesel::result::QueryResult;
 use diesel::Column;
+use std::marker::PhantomData;
 
 /// One row of an insert, read at run time.
 ///
@@ -239,6 +240,44 @@ macro_rules! all_tuples {
 pub(crate) use all_tuples;
 
 all_tuples!(tuple_row_values);
+
+/// Renders the values of one row, separated by commas.
+pub(crate) struct ValuesOf<'a, R, T>(&'a R, PhantomData<T>);
+
+impl<'a, R, T> ValuesOf<'a, R, T> {
+    pub(crate) fn new(row: &'a R) -> Self {
+        ValuesOf(row, PhantomData)
+    }
+}
+
+impl<R: RowValues<T>, T> QueryFragment<Pg> for ValuesOf<'_, R, T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_values(&mut out, &mut true)
+    }
+}
+
+/// Renders the value one row gives to one column (nothing when the row does not supply it).
+pub(crate) struct ValueOf<'a, R, T> {
+    row: &'a R,
+    column: &'a str,
+    _table: PhantomData<T>,
+}
+
+impl<'a, R, T> ValueOf<'a, R, T> {
+    pub(crate) fn new(row: &'a R, column: &'a str) -> Self {
+        ValueOf {
+            row,
+            column,
+            _table: PhantomData,
+        }
+    }
+}
+
+impl<R: RowValues<T>, T> QueryFragment<Pg> for ValueOf<'_, R, T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.row.walk_value_of(self.column, &mut out).map(|_| ())
+    }
+}
 
 /// The records of an insert statement: one row (`.values(&row)`) or a batch
 /// (`.values(&rows)`).

@@ -1,0 +1,317 @@
+//! Rows sent as one array parameter per column.
+//!
+//! A bulk statement whose values are all plain bind parameters sends each column as one binary
+//! PostgreSQL array and reads the rows back with `unnest` (`INSERT … SELECT unnest($1),
+//! unnest($2) …`) instead of a `VALUES` list with a parameter per value: the SQL text stays
+//! the same for any number of rows (PostgreSQL parses and plans it once per connection), and
+//! the 65 535-parameter limit no longer applies.
+//!
+//! The elements are serialized with Diesel's own `ToSql` for each value. The array types are
+//! known only at send time, from the connection (hstore and enums have their OIDs looked up by
+//! name): each array is first pushed as `bytea`, then re-typed in the query's `collect_binds`
+//! (see [`ColumnArrays::retype`]). Values that are SQL expressions, `DEFAULT`, or types without
+//! an array type (arrays themselves, records) are not plain; such rows go as a `VALUES` list.
+
+use super::literal::NoTypeLookup;
+use super::values::{RowValues, ValueOf, ValuesOf};
+use diesel::pg::{Pg, PgTypeMetadata};
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
+use diesel::query_builder::{AstPass, QueryBuilder, QueryFragment};
+use diesel::result::{Error as DieselError, QueryResult};
+use diesel::sql_types::{Array, Binary, Integer, TypeMetadata};
+use std::marker::PhantomData;
+
+/// The most rows one array statement carries.
+pub(crate) const ARRAY_ROWS: usize = 5_000;
+/// The most bytes of values one array statement carries (a row is never split).
+const ARRAY_BYTES: usize = 16 << 20;
+
+/// The OID of PostgreSQL's `record`: `unnest` would expand it into columns.
+const RECORD_OID: u32 = 2249;
+
+/// Which values of each row the arrays hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ArraySource<'k> {
+    /// Every supplied column, in insert order.
+    Rows {
+        /// The number of supplied columns.
+        columns: usize,
+    },
+    /// The given columns only (a conflict key's).
+    Columns(&'k [&'static str]),
+}
+
+/// Some rows as one binary array per column, with each row's input position.
+pub struct ColumnArrays<'q, T, R> {
+    /// The first row, rendered again at send time for the element types.
+    first: &'q R,
+    source: ArraySource<'q>,
+    /// One binary array per column; the element type is written by [`Self::retype`].
+    pub(crate) arrays: Vec<Vec<u8>>,
+    /// The input position of each row.
+    pub(crate) positions: Vec<i32>,
+    _table: PhantomData<T>,
+}
+
+impl<T, R> std::fmt::Debug for ColumnArrays<'_, T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnArrays")
+            .field("source", &self.source)
+            .field("rows", &self.positions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, R> ColumnArrays<'_, T, R> {
+    /// The number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.positions.len()
+    }
+}
+
+/// Offsets in the array header (all fields are 4-byte big-endian integers).
+const FLAGS_AT: usize = 4;
+const ELEMENT_TYPE_AT: usize = 8;
+const LENGTH_AT: usize = 12;
+const HEADER_LEN: usize = 20;
+
+impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
+    /// Encodes the leading rows of `rows` whose values are all plain binds, up to
+    /// [`ARRAY_ROWS`] rows and about 16 MiB. `None` when the first row is not plain.
+    pub(crate) fn build(rows: &[(usize, &'q R)], source: ArraySource<'q>) -> Option<Self> {
+        let &(_, first) = rows.first()?;
+        let mut encoder = Encoder::new(source);
+        let width = encoder.width();
+        let mut arrays = vec![header(); width];
+        let mut positions = Vec::new();
+        let mut bytes = 0;
+        for &(index, row) in rows.iter().take(ARRAY_ROWS) {
+            let Some(values) = encoder.encode(row) else {
+                break;
+            };
+            let Ok(position) = i32::try_from(index) else {
+                break;
+            };
+            for (array, value) in arrays.iter_mut().zip(values.binds) {
+                match value {
+                    Some(value) => {
+                        bytes += value.len();
+                        array.extend_from_slice(&(value.len() as i32).to_be_bytes());
+                        array.extend_from_slice(&value);
+                    }
+                    None => {
+                        array[FLAGS_AT..FLAGS_AT + 4].copy_from_slice(&1i32.to_be_bytes());
+                        array.extend_from_slice(&(-1i32).to_be_bytes());
+                    }
+                }
+            }
+            positions.push(position);
+            if bytes >= ARRAY_BYTES {
+                break;
+            }
+        }
+        if positions.is_empty() {
+            return None;
+        }
+        let len = (positions.len() as i32).to_be_bytes();
+        for array in &mut arrays {
+            array[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len);
+        }
+        Some(ColumnArrays {
+            first,
+            source,
+            arrays,
+            positions,
+            _table: PhantomData,
+        })
+    }
+
+    /// The columns of a row, in insert order.
+    pub(crate) fn columns(&self) -> Vec<&'static str> {
+        let mut columns = Vec::new();
+        self.first.supplied_columns(&mut columns);
+        columns
+    }
+
+    /// Writes `unnest($n)` for each array, followed by ` AS "name"` when `names` are given.
+    pub(crate) fn walk_unnest<'b>(
+        &'b self,
+        names: Option<&[&'static str]>,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        for (i, array) in self.arrays.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_sql("unnest(");
+            out.push_bind_param::<Binary, Vec<u8>>(array)?;
+            out.push_sql(")");
+            if let Some(name) = names.and_then(|n| n.get(i)) {
+                out.push_sql(" AS ");
+                out.push_identifier(name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `unnest($n)` of the input positions.
+    pub(crate) fn walk_positions<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("unnest(");
+        out.push_bind_param::<Array<Integer>, Vec<i32>>(&self.positions)?;
+        out.push_sql(")");
+        Ok(())
+    }
+
+    /// Gives the array binds, pushed as `bytea` starting at bind `first`, their array types:
+    /// the first row is rendered again with the connection's type lookup, and each array's
+    /// parameter type and element type are set from its values' type.
+    pub(crate) fn retype(
+        &self,
+        out: &mut RawBytesBindCollector<Pg>,
+        first: usize,
+        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+    ) -> QueryResult<()> {
+        let types = Encoder::<T, R>::new(self.source).types(self.first, lookup)?;
+        for (i, metadata) in types.iter().enumerate() {
+            let (oid, array_oid) = oids(metadata)?;
+            if array_oid == 0 || oid == RECORD_OID {
+                return Err(DieselError::QueryBuilderError(
+                    format!("type oid {oid} has no array type to send rows in").into(),
+                ));
+            }
+            let (Some(slot), Some(Some(bytes))) = (
+                out.metadata.get_mut(first + i),
+                out.binds.get_mut(first + i),
+            ) else {
+                return Err(DieselError::QueryBuilderError(
+                    "an array parameter is missing from the statement".into(),
+                ));
+            };
+            *slot = PgTypeMetadata::new(array_oid, 0);
+            bytes[ELEMENT_TYPE_AT..ELEMENT_TYPE_AT + 4].copy_from_slice(&oid.to_be_bytes());
+        }
+        Ok(())
+    }
+}
+
+fn header() -> Vec<u8> {
+    let mut array = Vec::with_capacity(HEADER_LEN + 64 * ARRAY_ROWS);
+    for field in [1i32, 0, 0, 0, 1] {
+        // dimensions, has-NULL flag, element type, length, lower bound
+        array.extend_from_slice(&field.to_be_bytes());
+    }
+    array
+}
+
+fn oids(metadata: &PgTypeMetadata) -> QueryResult<(u32, u32)> {
+    let error = |e: &dyn std::fmt::Display| DieselError::QueryBuilderError(e.to_string().into());
+    Ok((
+        metadata.oid().map_err(|e| error(&e))?,
+        metadata.array_oid().map_err(|e| error(&e))?,
+    ))
+}
+
+/// Renders rows and checks that their values are plain binds of the same types as the first.
+struct Encoder<'k, T, R> {
+    source: ArraySource<'k>,
+    /// `$1, $2, …`: the SQL of a row of plain binds (for `ArraySource::Rows`).
+    placeholders: String,
+    /// The value types of the first row (looked-up types as errors, which compare by name).
+    types: Option<Vec<PgTypeMetadata>>,
+    _row: PhantomData<(T, R)>,
+}
+
+impl<'k, T, R: RowValues<T>> Encoder<'k, T, R> {
+    fn new(source: ArraySource<'k>) -> Self {
+        let placeholders = match source {
+            ArraySource::Rows { columns } => (1..=columns)
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ArraySource::Columns(_) => String::new(),
+        };
+        Encoder {
+            source,
+            placeholders,
+            types: None,
+            _row: PhantomData,
+        }
+    }
+
+    fn width(&self) -> usize {
+        match self.source {
+            ArraySource::Rows { columns } => columns,
+            ArraySource::Columns(columns) => columns.len(),
+        }
+    }
+
+    /// The row's values, serialized without a connection; `None` when they are not plain.
+    fn encode(&mut self, row: &R) -> Option<RawBytesBindCollector<Pg>> {
+        let values = self.render(row, &mut NoTypeLookup).ok()??;
+        match &self.types {
+            Some(types) if *types != values.metadata => return None,
+            Some(_) => {}
+            None => {
+                let fits = values.metadata.iter().all(|m| match oids(m) {
+                    Ok((oid, array_oid)) => array_oid != 0 && oid != RECORD_OID,
+                    // Looked up by name at send time (hstore, enums).
+                    Err(_) => true,
+                });
+                if !fits {
+                    return None;
+                }
+                self.types = Some(values.metadata.clone());
+            }
+        }
+        Some(values)
+    }
+
+    /// The value types of `row`, looked up on the connection.
+    fn types(
+        &self,
+        row: &R,
+        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+    ) -> QueryResult<Vec<PgTypeMetadata>> {
+        match self.render(row, lookup)? {
+            Some(values) => Ok(values.metadata),
+            None => Err(DieselError::QueryBuilderError(
+                "a row sent as arrays no longer renders as plain values".into(),
+            )),
+        }
+    }
+
+    /// The binds of the row's values (one per array), or `None` when a value is not exactly
+    /// one bind parameter.
+    fn render(
+        &self,
+        row: &R,
+        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+    ) -> QueryResult<Option<RawBytesBindCollector<Pg>>> {
+        let mut binds = RawBytesBindCollector::<Pg>::new();
+        match self.source {
+            ArraySource::Rows { .. } => {
+                let values = ValuesOf::<R, T>::new(row);
+                if sql_of(&values)? != self.placeholders {
+                    return Ok(None);
+                }
+                values.collect_binds(&mut binds, lookup, &Pg)?;
+            }
+            ArraySource::Columns(columns) => {
+                for column in columns {
+                    let value = ValueOf::<R, T>::new(row, column);
+                    if sql_of(&value)? != "$1" {
+                        return Ok(None);
+                    }
+                    value.collect_binds(&mut binds, lookup, &Pg)?;
+                }
+            }
+        }
+        Ok((binds.binds.len() == self.width()).then_some(binds))
+    }
+}
+
+fn sql_of<F: QueryFragment<Pg>>(fragment: &F) -> QueryResult<String> {
+    let mut builder = <Pg as diesel::backend::Backend>::QueryBuilder::default();
+    fragment.to_sql(&mut builder, &Pg)?;
+    Ok(builder.finish())
+}
