@@ -291,7 +291,8 @@ where
                         // A key that does not match (another encoding of an equal value) leaves
                         // its input to the read below.
                         if let Some(&index) = plan.by_key.get(&returned_key(returned, key.len())) {
-                            results[index] = Some((out, outcome(inserted)));
+                            let outcome = inserted.map_or(Outcome::Unchanged, outcome);
+                            results[index] = Some((out, outcome));
                         }
                     }
                 }

@@ -21,7 +21,7 @@ use diesel::query_builder::{AsChangeset, AstPass, InsertStatement, QueryFragment
 use diesel::query_dsl::CompatibleType;
 use diesel::query_dsl::RunQueryDsl;
 use diesel::result::OptionalExtension;
-use diesel::sql_types::{Bool, BoolOrNullableBool, Integer, Text};
+use diesel::sql_types::{Bool, BoolOrNullableBool, Integer, Nullable, Text};
 use diesel::{Connection, QueryResult, Table};
 use diesel::{Selectable, SelectableHelper};
 
@@ -221,7 +221,7 @@ pub trait Returning<Out>: Expression + QueryFragment<Pg> + Sized {
     fn load_bulk_returning_keys<S, C>(
         query: BulkUpsertReturningKeys<'_, S, Self>,
         conn: &mut C,
-    ) -> QueryResult<Vec<(Out, bool, ReturnedKeys)>>
+    ) -> QueryResult<Vec<(Out, Option<bool>, ReturnedKeys)>>
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection;
@@ -249,17 +249,20 @@ where
     <(Sel::SqlType, Bool) as CompatibleType<(Out, bool), Pg>>::SqlType: 'static,
     <Sel::SqlType as CompatibleType<Out, Pg>>::SqlType: 'static,
     (Integer, Sel::SqlType, Bool): CompatibleType<(i32, Out, bool), Pg>,
-    (Sel::SqlType, Bool, ReturnedKeyTypes): CompatibleType<(Out, bool, ReturnedKeys), Pg>,
-    Pg: QueryMetadata<(Sel::SqlType, Bool, ReturnedKeyTypes)>,
-    (Out, bool, ReturnedKeys): FromSqlRow<
-            <(Sel::SqlType, Bool, ReturnedKeyTypes) as CompatibleType<
-                (Out, bool, ReturnedKeys),
+    (Sel::SqlType, Nullable<Bool>, ReturnedKeyTypes):
+        CompatibleType<(Out, Option<bool>, ReturnedKeys), Pg>,
+    Pg: QueryMetadata<(Sel::SqlType, Nullable<Bool>, ReturnedKeyTypes)>,
+    (Out, Option<bool>, ReturnedKeys): FromSqlRow<
+            <(Sel::SqlType, Nullable<Bool>, ReturnedKeyTypes) as CompatibleType<
+                (Out, Option<bool>, ReturnedKeys),
                 Pg,
             >>::SqlType,
             Pg,
         > + 'static,
-    <(Sel::SqlType, Bool, ReturnedKeyTypes) as CompatibleType<(Out, bool, ReturnedKeys), Pg>>::SqlType:
-        'static,
+    <(Sel::SqlType, Nullable<Bool>, ReturnedKeyTypes) as CompatibleType<
+        (Out, Option<bool>, ReturnedKeys),
+        Pg,
+    >>::SqlType: 'static,
     (Integer, Sel::SqlType): CompatibleType<(i32, Out), Pg>,
     Pg: QueryMetadata<(Integer, Sel::SqlType, Bool)> + QueryMetadata<(Integer, Sel::SqlType)>,
     (i32, Out, bool): FromSqlRow<
@@ -307,7 +310,7 @@ where
     fn load_bulk_returning_keys<S, C>(
         query: BulkUpsertReturningKeys<'_, S, Self>,
         conn: &mut C,
-    ) -> QueryResult<Vec<(Out, bool, ReturnedKeys)>>
+    ) -> QueryResult<Vec<(Out, Option<bool>, ReturnedKeys)>>
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection,

@@ -1019,3 +1019,95 @@ fn array_columns_are_sent_as_a_values_list_and_round_trip() {
         .unwrap();
     assert_eq!(stored, tags);
 }
+
+#[test]
+fn skip_unchanged_returns_identical_rows_in_the_same_statement_without_writing_or_locking_them() {
+    let conn = &mut test_connection();
+    let p = unique_key("b-same");
+    let keys: Vec<String> = (0..3).map(|i| format!("{p}-{i}")).collect();
+    let rows: Vec<_> = keys
+        .iter()
+        .take(2)
+        .map(|k| NewProduct::new(k, "same").qty(1))
+        .collect();
+    let first: Vec<Product> = diesel::insert_into(products::table)
+        .values(&rows)
+        .bulk_upsert(products::sku, conn)
+        .unwrap();
+    let versions = |conn: &mut PgConnection| -> Vec<(String, String, String)> {
+        diesel::sql_query(format!(
+            "SELECT sku, xmin::text AS xmin, xmax::text AS xmax FROM products WHERE sku LIKE '{p}-%' ORDER BY sku"
+        ))
+        .load::<Version>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.sku, v.xmin, v.xmax))
+        .collect()
+    };
+    // The test transaction wrote both rows: their xmin is this transaction and xmax 0.
+    let before = versions(conn);
+    // Row 0 is identical, row 1 changes, row 2 is new; inputs in another order.
+    let again = vec![
+        NewProduct::new(&keys[2], "new").qty(3),
+        NewProduct::new(&keys[1], "changed").qty(2),
+        NewProduct::new(&keys[0], "same").qty(1),
+    ];
+    let sent = SentSql::attach(conn);
+    let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+        .values(&again)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .skip_unchanged()
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!(
+        result
+            .iter()
+            .map(|(p, o)| (p.name.as_str(), *o))
+            .collect::<Vec<_>>(),
+        [
+            ("new", Outcome::Inserted),
+            ("changed", Outcome::Updated),
+            ("same", Outcome::Unchanged)
+        ]
+    );
+    assert_eq!(result[2].0, first[0]);
+    let statements: Vec<String> = sent
+        .take()
+        .into_iter()
+        .filter(|s| !s.starts_with("SAVEPOINT") && !s.starts_with("RELEASE"))
+        .map(|s| s.split(" -- binds:").next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        statements,
+        [
+            r#"WITH "__upsert_input" AS (SELECT unnest($1) AS "sku", unnest($2) AS "name", unnest($3) AS "qty", unnest($4) AS "price_cents"), "__upsert_same" AS (SELECT "products".* FROM "__upsert_input" JOIN "products" ON "__upsert_input"."sku" = "products"."sku" WHERE ROW("products"."name", "products"."qty", "products"."price_cents") IS NOT DISTINCT FROM ROW("__upsert_input"."name", "__upsert_input"."qty", "__upsert_input"."price_cents")), "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT "sku", "name", "qty", "price_cents" FROM "__upsert_input" WHERE NOT EXISTS (SELECT 1 FROM "__upsert_same" AS "products" WHERE "__upsert_input"."sku" = "products"."sku") ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name", "qty" = excluded."qty", "price_cents" = excluded."price_cents" WHERE ROW("products"."name", "products"."qty", "products"."price_cents") IS DISTINCT FROM ROW(excluded."name", excluded."qty", excluded."price_cents") RETURNING "products".*, (xmax = 0) AS "__upsert_inserted") SELECT "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", "products"."__upsert_inserted", "products"."sku", NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM "__upserted" AS "products" UNION ALL SELECT "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", NULL, "products"."sku", NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM "__upsert_same" AS "products""#
+        ]
+    );
+    let after = versions(conn);
+    // The identical row is the same tuple, not locked; the changed row is a new version.
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[0].2, "0");
+    assert_ne!(after[1].1, before[1].1, "written by the call's savepoint");
+    let stored: Vec<(String, i32)> = products_with_prefix(conn, &p)
+        .into_iter()
+        .map(|p| (p.name, p.qty))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("same".to_owned(), 1),
+            ("changed".to_owned(), 2),
+            ("new".to_owned(), 3)
+        ]
+    );
+}
+
+#[derive(QueryableByName)]
+struct Version {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    sku: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    xmin: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    xmax: String,
+}

@@ -342,6 +342,11 @@ where
                 // The same text for any number of rows: prepared once per connection.
                 self.check_target()?;
                 let columns = arrays.columns();
+                let set = self.default_set_columns(&columns);
+                if self.compares(&set) {
+                    return self
+                        .walk_unchanged_first(arrays, &columns, &set, key, selection, &mut out);
+                }
                 self.walk_insert_into(&columns, &mut out)?;
                 out.push_sql(" SELECT ");
                 arrays.walk_unnest(None, &mut out)?;
@@ -351,16 +356,7 @@ where
             }
         }
         out.push_sql(", (xmax = 0)");
-        for i in 0..RETURNED_KEY_PARTS {
-            out.push_sql(", ");
-            match key.get(i) {
-                Some(part) => part.walk_on(&mut out, |out| {
-                    self.from.walk_ast(out.reborrow()).map(|_| true)
-                })?,
-                None => out.push_sql("NULL"),
-            }
-        }
-        Ok(())
+        self.walk_returned_key(key, &mut out)
     }
 
     fn walk_fetch_existing<'b>(
@@ -533,6 +529,15 @@ where
         out: &mut AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
         out.push_sql(" ON ");
+        self.walk_key_match(key, out)
+    }
+
+    /// `<input key> = <key on the table> AND …`.
+    fn walk_key_match<'b>(
+        &'b self,
+        key: &[KeyPart],
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
         for (i, part) in key.iter().enumerate() {
             if i > 0 {
                 out.push_sql(" AND ");
@@ -540,6 +545,141 @@ where
             part.walk_on(out, |out| out.push_identifier(INPUT).map(|_| true))?;
             out.push_sql(" = ");
             part.walk_on(out, |out| self.from.walk_ast(out.reborrow()).map(|_| true))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `DO UPDATE` skips rows whose `set` columns already hold the new values.
+    fn compares(&self, set: &[&'static str]) -> bool {
+        self.skip_unchanged && self.action == ConflictAction::Update && !set.is_empty()
+    }
+
+    /// For rows sent as arrays with `skip_unchanged`: writes the statement that returns rows
+    /// already holding the new values as they are (`inserted` NULL), without locking or
+    /// writing them, and upserts the others.
+    ///
+    /// ```sql
+    /// WITH "__upsert_input" AS (SELECT unnest($1) AS "a", …),
+    /// "__upsert_same" AS (SELECT "t".* FROM "__upsert_input" JOIN "t" ON <key>
+    ///     WHERE ROW("t"."b", …) IS NOT DISTINCT FROM ROW("__upsert_input"."b", …)),
+    /// "__upserted" AS (INSERT INTO "t" ("a", …) SELECT "a", … FROM "__upsert_input"
+    ///     WHERE NOT EXISTS (SELECT 1 FROM "__upsert_same" AS "t" WHERE <key>)
+    ///     ON CONFLICT … RETURNING "t".*, (xmax = 0) AS "__upsert_inserted")
+    /// SELECT <selection>, "t"."__upsert_inserted", <key> FROM "__upserted" AS "t"
+    /// UNION ALL SELECT <selection>, NULL, <key> FROM "__upsert_same" AS "t"
+    /// ```
+    fn walk_unchanged_first<'b>(
+        &'b self,
+        arrays: &'b ColumnArrays<'b, T, U::Row>,
+        columns: &[&'static str],
+        set: &[&'static str],
+        key: &[KeyPart],
+        selection: &'b dyn QueryFragment<Pg>,
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()>
+    where
+        U: Records<T>,
+        Op: QueryFragment<Pg>,
+    {
+        out.push_sql("WITH ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(" AS (SELECT ");
+        arrays.walk_unnest(Some(columns), out)?;
+        out.push_sql("), ");
+        out.push_identifier(SAME)?;
+        out.push_sql(" AS (SELECT ");
+        self.from.walk_ast(out.reborrow())?;
+        out.push_sql(".* FROM ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(" JOIN ");
+        self.from.walk_ast(out.reborrow())?;
+        self.walk_key_join(key, out)?;
+        if let Some(Ok(predicate)) = &self.predicate {
+            out.push_sql(" AND (");
+            out.push_sql(predicate);
+            out.push_sql(")");
+        }
+        out.push_sql(" WHERE ROW(");
+        for (i, column) in set.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            self.from.walk_ast(out.reborrow())?;
+            out.push_sql(".");
+            out.push_identifier(column)?;
+        }
+        out.push_sql(") IS NOT DISTINCT FROM ROW(");
+        for (i, column) in set.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(INPUT)?;
+            out.push_sql(".");
+            out.push_identifier(column)?;
+        }
+        out.push_sql(")), ");
+        out.push_identifier(UPSERTED)?;
+        out.push_sql(" AS (");
+        self.walk_insert_into(columns, out)?;
+        out.push_sql(" SELECT ");
+        push_identifiers(out, None, columns)?;
+        out.push_sql(" FROM ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(" WHERE NOT EXISTS (SELECT 1 FROM ");
+        out.push_identifier(SAME)?;
+        out.push_sql(" AS ");
+        self.from.walk_ast(out.reborrow())?;
+        out.push_sql(" WHERE ");
+        self.walk_key_match(key, out)?;
+        out.push_sql(")");
+        self.walk_on_conflict(columns, out)?;
+        out.push_sql(" RETURNING ");
+        self.from.walk_ast(out.reborrow())?;
+        out.push_sql(".*, (xmax = 0) AS ");
+        out.push_identifier(INSERTED)?;
+        out.push_sql(")");
+        for (i, (source, flag)) in [(UPSERTED, Some(INSERTED)), (SAME, None)]
+            .iter()
+            .enumerate()
+        {
+            out.push_sql(if i == 0 {
+                " SELECT "
+            } else {
+                " UNION ALL SELECT "
+            });
+            selection.walk_ast(out.reborrow())?;
+            out.push_sql(", ");
+            match flag {
+                Some(flag) => {
+                    self.from.walk_ast(out.reborrow())?;
+                    out.push_sql(".");
+                    out.push_identifier(flag)?;
+                }
+                None => out.push_sql("NULL"),
+            }
+            self.walk_returned_key(key, out)?;
+            out.push_sql(" FROM ");
+            out.push_identifier(source)?;
+            out.push_sql(" AS ");
+            self.from.walk_ast(out.reborrow())?;
+        }
+        Ok(())
+    }
+
+    /// `, <key part>, …`, padded with NULLs to [`RETURNED_KEY_PARTS`].
+    fn walk_returned_key<'b>(
+        &'b self,
+        key: &[KeyPart],
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        for i in 0..RETURNED_KEY_PARTS {
+            out.push_sql(", ");
+            match key.get(i) {
+                Some(part) => {
+                    part.walk_on(out, |out| self.from.walk_ast(out.reborrow()).map(|_| true))?
+                }
+                None => out.push_sql("NULL"),
+            }
         }
         Ok(())
     }
@@ -572,7 +712,7 @@ where
         }
         self.update_values.walk_set(out)?;
 
-        let compare = self.skip_unchanged && !set.is_empty();
+        let compare = self.compares(&set);
         if self.condition.is_present() || compare {
             out.push_sql(" WHERE ");
         }
@@ -630,6 +770,8 @@ pub type ReturnedKeys = (
 
 /// The name of the input rows of a bulk statement.
 const INPUT: &str = "__upsert_input";
+/// The name of the existing rows that already hold the new values (`skip_unchanged`).
+const SAME: &str = "__upsert_same";
 /// The name of the rows a bulk statement wrote.
 const UPSERTED: &str = "__upserted";
 /// The column holding each input row's position in the caller's input.
@@ -1001,7 +1143,7 @@ bulk_query!(BulkUpsert, walk_bulk_upsert, (Integer, R::SqlType, Bool));
 bulk_query!(
     BulkUpsertReturningKeys,
     walk_bulk_upsert_returning_keys,
-    (R::SqlType, Bool, ReturnedKeyTypes),
+    (R::SqlType, Nullable<Bool>, ReturnedKeyTypes),
     arrays
 );
 bulk_query!(
