@@ -23,7 +23,10 @@ use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
 use diesel::Connection;
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::hash_map::Entry;
+
+/// Maps keyed by conflict keys: hashed with foldhash (fast, seeded per process).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// PostgreSQL's limit on bind parameters in one statement.
 pub(crate) const MAX_BINDS: usize = 65_535;
@@ -70,7 +73,8 @@ pub(crate) fn plan<'r, T, R: RowValues<T>>(
         .iter()
         .map(|row| key_of(row, key, &mut plain_keys))
         .collect::<Result<Vec<_>>>()?;
-    let mut chosen: HashMap<&[u8], usize> = HashMap::with_capacity(rows.len());
+    let mut chosen: HashMap<&[u8], usize> =
+        HashMap::with_capacity_and_hasher(rows.len(), Default::default());
     for (index, row_key) in keys.iter().enumerate() {
         let Some(row_key) = row_key else { continue };
         match chosen.entry(row_key.as_slice()) {
@@ -132,11 +136,11 @@ fn key_of<T, R: RowValues<T>>(
 ) -> Result<Option<Vec<u8>>> {
     let mut out = Vec::new();
     for part in key {
-        let (sql, binds) = render(&ValueOf::<R, T>::new(row, part.column()))?;
-        let value: Option<Vec<u8>> = match (sql.as_str(), binds.binds.as_slice()) {
+        let (sql, mut binds) = render(&ValueOf::<R, T>::new(row, part.column()))?;
+        let value: Option<Vec<u8>> = match (sql.as_str(), binds.binds.as_mut_slice()) {
             ("", _) => return Ok(None),
             ("$1", [bind]) => match part {
-                KeyPart::Column(_) => bind.clone(),
+                KeyPart::Column(_) => bind.take(),
                 KeyPart::HstoreKey { key, .. } => bind
                     .as_deref()
                     .and_then(|map| crate::hstore::value_of(map, key))
@@ -265,6 +269,7 @@ where
     let keys_returned = plan.plain_keys && key.len() <= RETURNED_KEY_PARTS;
     let key_columns = key_columns(&key);
     let mut results: Vec<Option<(Out, Outcome)>> = vec![None; rows.len()];
+    let mut key_buffer = Vec::new();
     conn.transaction(|conn| -> Result<()> {
         let mut pending = plan.keyed.clone();
         for _ in 0..ATTEMPTS {
@@ -290,7 +295,8 @@ where
                     {
                         // A key that does not match (another encoding of an equal value) leaves
                         // its input to the read below.
-                        if let Some(&index) = plan.by_key.get(&returned_key(returned, key.len())) {
+                        let returned = returned_key(&returned, key.len(), &mut key_buffer);
+                        if let Some(&index) = plan.by_key.get(returned) {
                             let outcome = inserted.map_or(Outcome::Unchanged, outcome);
                             results[index] = Some((out, outcome));
                         }
@@ -383,12 +389,13 @@ fn outcome(inserted: bool) -> Outcome {
     }
 }
 
-/// The bytes of a key returned by PostgreSQL, encoded as [`key_of`] encodes the input's.
-fn returned_key(returned: ReturnedKeys, parts: usize) -> Vec<u8> {
+/// The bytes of a key returned by PostgreSQL, encoded into `out` as [`key_of`] encodes the
+/// input's.
+fn returned_key<'o>(returned: &ReturnedKeys, parts: usize, out: &'o mut Vec<u8>) -> &'o [u8] {
     let (a, b, c, d, e, f, g, h) = returned;
-    let mut out = Vec::new();
-    for value in [a, b, c, d, e, f, g, h].iter().take(parts) {
-        push_length_prefixed(&mut out, value.as_deref());
+    out.clear();
+    for value in [a, b, c, d, e, f, g, h].into_iter().take(parts) {
+        push_length_prefixed(out, value.as_deref());
     }
     out
 }

@@ -22,7 +22,7 @@ use diesel::sql_types::{Array, Binary, Integer, TypeMetadata};
 use std::marker::PhantomData;
 
 /// The most rows one array statement carries.
-pub(crate) const ARRAY_ROWS: usize = 5_000;
+pub(crate) const ARRAY_ROWS: usize = 20_000;
 /// The most bytes of values one array statement carries (a row is never split).
 const ARRAY_BYTES: usize = 16 << 20;
 
