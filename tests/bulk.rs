@@ -1111,3 +1111,81 @@ struct Version {
     #[diesel(sql_type = diesel::sql_types::Text)]
     xmax: String,
 }
+
+diesel::table! {
+    /// Created by the test that needs it, outside the search path's first schema.
+    upsert_q.items (id) {
+        id -> BigInt,
+        k -> Text,
+        v -> Integer,
+    }
+}
+
+#[test]
+fn skip_unchanged_on_a_schema_qualified_table_reads_identical_rows_back() {
+    // The single-statement form names CTEs like the table, which `"upsert_q"."items"` cannot
+    // be: such tables get the upsert and then the read-back by key.
+    static CREATED: std::sync::Once = std::sync::Once::new();
+    CREATED.call_once(|| {
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut connection(),
+                "CREATE SCHEMA upsert_q; CREATE TABLE upsert_q.items (id BIGSERIAL PRIMARY KEY, k TEXT UNIQUE NOT NULL, v INTEGER NOT NULL)",
+            )
+            .unwrap();
+    });
+    let conn = &mut test_connection();
+    let p = unique_key("b-schema");
+    let rows: Vec<_> = (0..3)
+        .map(|i| NewQualifiedItem {
+            k: format!("{p}-{i}"),
+            v: i,
+        })
+        .collect();
+    let upsert = |rows: &[NewQualifiedItem], conn: &mut PgConnection| -> Vec<(i64, Outcome)> {
+        diesel::insert_into(items::table)
+            .values(rows)
+            .on_conflict_do(items::k, ConflictAction::Update)
+            .skip_unchanged()
+            .bulk_insert_and_get_with_outcome::<QualifiedItem, _>(conn)
+            .unwrap()
+            .into_iter()
+            .map(|(item, outcome)| (item.id, outcome))
+            .collect()
+    };
+    let first = upsert(&rows, conn);
+    assert!(first.iter().all(|(_, o)| *o == Outcome::Inserted));
+    let mut again = rows.clone();
+    again[1].v = 10;
+    let second = upsert(&again, conn);
+    assert_eq!(
+        second,
+        [
+            (first[0].0, Outcome::Unchanged),
+            (first[1].0, Outcome::Updated),
+            (first[2].0, Outcome::Unchanged)
+        ]
+    );
+    let stored: Vec<(String, i32)> = items::table
+        .filter(items::k.like(format!("{p}-%")))
+        .order(items::k)
+        .select((items::k, items::v))
+        .load(conn)
+        .unwrap();
+    assert_eq!(
+        stored.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+        [0, 10, 2]
+    );
+}
+
+#[derive(Insertable, Clone)]
+#[diesel(table_name = items)]
+struct NewQualifiedItem {
+    k: String,
+    v: i32,
+}
+
+#[derive(Queryable, Selectable, Clone)]
+#[diesel(table_name = items, check_for_backend(diesel::pg::Pg))]
+struct QualifiedItem {
+    id: i64,
+}

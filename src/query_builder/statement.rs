@@ -343,7 +343,9 @@ where
                 self.check_target()?;
                 let columns = arrays.columns();
                 let set = self.default_set_columns(&columns);
-                if self.compares(&set) {
+                // The statement names its CTEs like the table, which a schema-qualified name
+                // cannot be.
+                if self.compares(&set) && self.table_is_unqualified() {
                     return self
                         .walk_unchanged_first(arrays, &columns, &set, key, selection, &mut out);
                 }
@@ -547,6 +549,17 @@ where
             part.walk_on(out, |out| self.from.walk_ast(out.reborrow()).map(|_| true))?;
         }
         Ok(())
+    }
+
+    /// Whether the table is written as a single identifier, so that a CTE can be named like it.
+    fn table_is_unqualified(&self) -> bool {
+        let table = super::literal::render(&self.from).map(|(sql, _)| sql);
+        table
+            .ok()
+            .and_then(|sql| {
+                super::literal::leading_identifier(&sql).map(|(_, rest)| rest.is_empty())
+            })
+            .unwrap_or(false)
     }
 
     /// Whether `DO UPDATE` skips rows whose `set` columns already hold the new values.
