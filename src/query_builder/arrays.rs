@@ -9,8 +9,8 @@
 //! The elements are serialized with Diesel's own `ToSql` for each value. The array types are
 //! known only at send time, from the connection (hstore and enums have their OIDs looked up by
 //! name): each array is first pushed as `bytea`, then re-typed in the query's `collect_binds`
-//! (see [`ColumnArrays::retype`]). Values that are SQL expressions, `DEFAULT`, or types without
-//! an array type (arrays themselves, records) are not plain; such rows go as a `VALUES` list.
+//! (`ColumnArrays::retype`). Values that are SQL expressions, or of types without an array
+//! type (arrays themselves, records), are not plain; such rows go as a `VALUES` list.
 
 use super::literal::NoTypeLookup;
 use super::values::{RowValues, ValueOf, ValuesOf};
@@ -82,7 +82,7 @@ impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
         let &(_, first) = rows.first()?;
         let mut encoder = Encoder::new(source);
         let width = encoder.width();
-        let mut arrays = vec![header(); width];
+        let mut arrays = vec![header(rows.len().min(ARRAY_ROWS)); width];
         let mut positions = Vec::new();
         let mut bytes = 0;
         for &(index, row) in rows.iter().take(ARRAY_ROWS) {
@@ -194,8 +194,9 @@ impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
     }
 }
 
-fn header() -> Vec<u8> {
-    let mut array = Vec::with_capacity(HEADER_LEN + 64 * ARRAY_ROWS);
+/// An empty one-dimensional array, with room for `rows` small elements.
+fn header(rows: usize) -> Vec<u8> {
+    let mut array = Vec::with_capacity(HEADER_LEN + 16 * rows);
     for field in [1i32, 0, 0, 0, 1] {
         // dimensions, has-NULL flag, element type, length, lower bound
         array.extend_from_slice(&field.to_be_bytes());
