@@ -408,11 +408,7 @@ where
         out.push_sql(" JOIN ");
         self.from.walk_ast(out.reborrow())?;
         self.walk_key_join(key, &mut out)?;
-        if let Some(Ok(predicate)) = &self.predicate {
-            out.push_sql(" AND (");
-            out.push_sql(predicate);
-            out.push_sql(")");
-        }
+        walk_and_predicate(self.predicate_sql(), &mut out);
         Ok(())
     }
 
@@ -426,7 +422,7 @@ where
     }
 
     fn predicate(&self) -> Option<&str> {
-        self.predicate.as_ref().and_then(|p| p.as_deref().ok())
+        self.predicate_sql()
     }
 
     fn action(&self) -> ConflictAction {
@@ -442,9 +438,7 @@ where
     }
 
     fn table_sql(&self) -> String {
-        super::literal::render(&self.from)
-            .map(|(sql, _)| sql)
-            .unwrap_or_default()
+        self.written_table()
     }
 }
 
@@ -553,13 +547,40 @@ where
 
     /// Whether the table is written as a single identifier, so that a CTE can be named like it.
     fn table_is_unqualified(&self) -> bool {
-        let table = super::literal::render(&self.from).map(|(sql, _)| sql);
-        table
-            .ok()
-            .and_then(|sql| {
-                super::literal::leading_identifier(&sql).map(|(_, rest)| rest.is_empty())
-            })
-            .unwrap_or(false)
+        super::literal::leading_identifier(&self.written_table())
+            .is_some_and(|(_, rest)| rest.is_empty())
+    }
+
+    /// The table as written in the statement, such as `"products"`.
+    fn written_table(&self) -> String {
+        super::literal::render(&self.from)
+            .map(|(sql, _)| sql)
+            .unwrap_or_default()
+    }
+
+    /// The index predicate as SQL text with literal values, if there is one that could be
+    /// written.
+    fn predicate_sql(&self) -> Option<&str> {
+        self.predicate.as_ref().and_then(|p| p.as_deref().ok())
+    }
+
+    /// `ROW("t"."a", "t"."b", …)`: the stored values of `columns`.
+    fn walk_table_row<'b>(
+        &'b self,
+        columns: &[&'static str],
+        out: &mut AstPass<'_, 'b, Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("ROW(");
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            self.from.walk_ast(out.reborrow())?;
+            out.push_sql(".");
+            out.push_identifier(column)?;
+        }
+        out.push_sql(")");
+        Ok(())
     }
 
     /// Whether `DO UPDATE` skips rows whose `set` columns already hold the new values.
@@ -607,21 +628,10 @@ where
         out.push_sql(" JOIN ");
         self.from.walk_ast(out.reborrow())?;
         self.walk_key_join(key, out)?;
-        if let Some(Ok(predicate)) = &self.predicate {
-            out.push_sql(" AND (");
-            out.push_sql(predicate);
-            out.push_sql(")");
-        }
-        out.push_sql(" WHERE ROW(");
-        for (i, column) in set.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            self.from.walk_ast(out.reborrow())?;
-            out.push_sql(".");
-            out.push_identifier(column)?;
-        }
-        out.push_sql(") IS NOT DISTINCT FROM ROW(");
+        walk_and_predicate(self.predicate_sql(), out);
+        out.push_sql(" WHERE ");
+        self.walk_table_row(set, out)?;
+        out.push_sql(" IS NOT DISTINCT FROM ROW(");
         for (i, column) in set.iter().enumerate() {
             if i > 0 {
                 out.push_sql(", ");
@@ -734,16 +744,8 @@ where
             if self.condition.is_present() {
                 out.push_sql(" AND ");
             }
-            out.push_sql("ROW(");
-            for (i, column) in set.iter().enumerate() {
-                if i > 0 {
-                    out.push_sql(", ");
-                }
-                self.from.walk_ast(out.reborrow())?;
-                out.push_sql(".");
-                out.push_identifier(column)?;
-            }
-            out.push_sql(") IS DISTINCT FROM ROW(");
+            self.walk_table_row(&set, out)?;
+            out.push_sql(" IS DISTINCT FROM ROW(");
             push_identifiers(out, Some("excluded"), &set)?;
             out.push_sql(")");
         }
@@ -813,6 +815,16 @@ pub(crate) fn consistent_columns<'r, T: 'r, R: RowValues<T> + 'r>(
         }
     }
     Ok(columns)
+}
+
+/// ` AND (<predicate>)` when there is an index predicate: rows outside a partial index never
+/// conflict on it.
+fn walk_and_predicate(predicate: Option<&str>, out: &mut AstPass<'_, '_, Pg>) {
+    if let Some(predicate) = predicate {
+        out.push_sql(" AND (");
+        out.push_sql(predicate);
+        out.push_sql(")");
+    }
 }
 
 /// The distinct columns of a conflict key, in key order.
@@ -983,11 +995,7 @@ impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for FetchExisti
             out.push_sql(" = ");
             walk_key_value(part, self.row, &mut out)?;
         }
-        if let Some(predicate) = self.statement.predicate() {
-            out.push_sql(" AND (");
-            out.push_sql(predicate);
-            out.push_sql(")");
-        }
+        walk_and_predicate(self.statement.predicate(), &mut out);
         Ok(())
     }
 }
