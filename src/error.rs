@@ -56,6 +56,32 @@ pub enum Error {
         reason: String,
     },
 
+    /// The conflict key of a row was changed on its way into the table (a `BEFORE` trigger
+    /// rewrote it, for example), so the row PostgreSQL stored or kept cannot be paired with the
+    /// input row exactly. Nothing of the call was written: its transaction was rolled back.
+    #[error("the conflict key of a row was changed on its way in: {reason}")]
+    KeyChanged {
+        /// What was seen.
+        reason: String,
+    },
+
+    /// The call combines things this crate cannot do exactly on this schema or server, such as
+    /// reading back the row an exclusion constraint conflicted with. Returned before anything
+    /// is sent.
+    #[error("unsupported: {reason}")]
+    Unsupported {
+        /// What is not supported, and why.
+        reason: String,
+    },
+
+    /// An internal invariant of the crate did not hold (a bug: please report it). The call's
+    /// transaction was rolled back.
+    #[error("internal error in diesel-upsert: {reason}")]
+    Internal {
+        /// The invariant that failed.
+        reason: String,
+    },
+
     /// The database or Diesel reported an error.
     #[error(transparent)]
     Query(diesel::result::Error),
@@ -67,6 +93,18 @@ pub enum Error {
 }
 
 impl Error {
+    pub(crate) fn internal(reason: impl Into<String>) -> Self {
+        Error::Internal {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn unsupported(reason: impl Into<String>) -> Self {
+        Error::Unsupported {
+            reason: reason.into(),
+        }
+    }
+
     /// The `diesel::result::Error` behind a `Query` error, if this is one.
     pub fn as_query_error(&self) -> Option<&diesel::result::Error> {
         match self {

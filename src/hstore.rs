@@ -174,20 +174,6 @@ fn decode(
     Ok(())
 }
 
-/// The value under `key` in a binary-encoded hstore; `None` when the key is missing, its value
-/// is NULL, or the bytes are not an hstore.
-pub(crate) fn value_of(bytes: &[u8], key: &str) -> Option<String> {
-    let mut found = None;
-    decode(bytes, |k, v| {
-        if k == key {
-            found = v;
-        }
-        true
-    })
-    .ok()?;
-    found
-}
-
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {

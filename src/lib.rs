@@ -63,21 +63,22 @@
 #![deny(unsafe_code)]
 
 mod bulk;
+mod catalog;
 mod error;
 pub mod hstore;
+mod plan;
 #[cfg(feature = "r2d2")]
 pub mod pool;
 pub mod query_builder;
 pub mod retry;
+mod spec;
 mod upsert;
 
-pub use crate::bulk::DuplicateKeys;
 pub use crate::error::{Error, Result};
 pub use crate::hstore::{HstoreExpressionMethods, HstoreMap};
 pub use crate::query_builder::target::OnConstraint;
-pub use crate::upsert::{
-    ConflictAction, ModelSelection, Outcome, PrimaryKey, Returning, UpsertDsl,
-};
+pub use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
+pub use crate::upsert::{ModelSelection, PrimaryKey, Returning, UpsertDsl};
 
 /// A named unique or exclusion constraint as conflict target:
 /// `ON CONFLICT ON CONSTRAINT "name"`.
@@ -97,6 +98,7 @@ pub mod sql_types {
 /// Everything needed to write upserts: `use diesel_upsert::prelude::*;`.
 pub mod prelude {
     pub use crate::hstore::HstoreExpressionMethods;
+    pub use crate::spec::{ConflictAction, Outcome};
     pub use crate::sql_types::Hstore;
-    pub use crate::upsert::{ConflictAction, Outcome, UpsertDsl};
+    pub use crate::upsert::UpsertDsl;
 }

@@ -1,17 +1,21 @@
 //! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`.
 
-use crate::bulk::DuplicateKeys;
-use crate::error::{BuildError, Error, Result};
+use crate::bulk::{check_returnable, inserted, not_found};
+use crate::catalog;
+use crate::error::{Error, Result};
+use crate::plan::ATTEMPTS;
 use crate::query_builder::literal::{self, column_names_of, leading_identifier, split_top_level};
-use crate::query_builder::statement::{
-    BulkFetchExisting, BulkUpsert, BulkUpsertReturningKeys, FetchExisting, InsertedFlag,
-    NoUpdateCondition, NoUpdateValues, ReturnedKeyTypes, ReturnedKeys, UpdateCondition,
-    UpdateValues, UpsertReturning, UpsertStatement,
+use crate::query_builder::nodes::{
+    BulkUpsert, FetchExisting, FetchKept, Inserted, KeyShape, UpsertReturning,
 };
-use crate::query_builder::target::{KeyPart, Target};
+use crate::query_builder::statement::{
+    NoUpdateCondition, NoUpdateValues, UpdateCondition, UpdateValues, UpsertStatement,
+};
+use crate::query_builder::target::Target;
 use crate::query_builder::{
     BatchRows, ColumnSet, IntoConflictTarget, OnConflictDo, Records, RowValues, SingleRow,
 };
+use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
 use diesel::connection::LoadConnection;
 use diesel::deserialize::FromSqlRow;
 use diesel::expression::QueryMetadata;
@@ -21,36 +25,9 @@ use diesel::query_builder::{AsChangeset, AstPass, InsertStatement, QueryFragment
 use diesel::query_dsl::CompatibleType;
 use diesel::query_dsl::RunQueryDsl;
 use diesel::result::OptionalExtension;
-use diesel::sql_types::{Bool, BoolOrNullableBool, Integer, Nullable, Text};
+use diesel::sql_types::{BoolOrNullableBool, Integer, Nullable};
 use diesel::{Connection, QueryResult, Table};
 use diesel::{Selectable, SelectableHelper};
-
-/// What to do when the row conflicts with an existing one on the conflict target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConflictAction {
-    /// `DO UPDATE SET …`: overwrite the existing row with the columns the insert supplied (minus
-    /// the conflict-target and primary-key columns), refined by `update_only`, `update_values`,
-    /// `update_condition` and `skip_unchanged`.
-    Update,
-    /// `DO NOTHING`: keep the existing row as it is. The `*_and_get` terminals still return it.
-    Nothing,
-}
-
-/// What an upsert did to a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// No row had the conflict key: the row was inserted.
-    Inserted,
-    /// A row had the conflict key and was updated.
-    Updated,
-    /// A row had the conflict key and was left as it was: `ConflictAction::Nothing`, a false
-    /// `update_condition`, `skip_unchanged` on identical values, or nothing to update.
-    Unchanged,
-}
-
-/// How many times a conflicting row that vanished before it could be read (deleted by another
-/// transaction between the upsert and the read) is retried.
-const ATTEMPTS: usize = 3;
 
 /// Conflict handling for Diesel's `InsertStatement`: `diesel::insert_into(t).values(..)` gains
 /// `on_conflict_do` and the psqlextra-style shorthands.
@@ -188,8 +165,18 @@ where
 /// A selection (`M::as_select()`, the primary key) that the terminals can return as `Out`.
 ///
 /// Implemented for every Diesel expression whose rows load as `Out`; it only spells out, once,
-/// the bounds Diesel's `get_result` needs for the statements the terminals run.
+/// the bounds Diesel's `load` needs for the statements the terminals run (each returns the
+/// selection beside an input position and an inserted flag).
 pub trait Returning<Out>: Expression + QueryFragment<Pg> + Sized {
+    #[doc(hidden)]
+    fn load_single<S, C>(
+        query: UpsertReturning<'_, S, (Self, Inserted)>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(Out, Option<bool>)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+
     #[doc(hidden)]
     fn load_existing<S, C>(
         query: FetchExisting<'_, S, Self>,
@@ -200,80 +187,78 @@ pub trait Returning<Out>: Expression + QueryFragment<Pg> + Sized {
         C: Connection<Backend = Pg> + LoadConnection;
 
     #[doc(hidden)]
-    fn load_rows_with_flag<S, C>(
-        query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<(Out, bool)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection;
-
-    #[doc(hidden)]
     fn load_bulk<S, C>(
         query: BulkUpsert<'_, S, Self>,
         conn: &mut C,
-    ) -> QueryResult<Vec<(i32, Out, bool)>>
+    ) -> QueryResult<Vec<Written<Out>>>
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection;
 
     #[doc(hidden)]
-    fn load_bulk_returning_keys<S, C>(
-        query: BulkUpsertReturningKeys<'_, S, Self>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<(Out, Option<bool>, ReturnedKeys)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection;
-
-    #[doc(hidden)]
-    fn load_bulk_existing<S, C>(
-        query: BulkFetchExisting<'_, S, Self>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<(i32, Out)>>
+    fn load_kept<S, C>(query: FetchKept<'_, S, Self>, conn: &mut C) -> QueryResult<Vec<(i32, Out)>>
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection;
 }
 
+/// A row a bulk upsert wrote: its input position (NULL when its stored key matches no input
+/// key), the selection, the inserted flag.
+type Written<Out> = (Option<i32>, Out, Option<bool>);
+
+/// The SQL type of a row of one of the statements: the selection `ST` between a tag before it
+/// (`Before`) and one after it (`After`).
+type Tagged<Before, ST, After> = (Before, ST, After);
+
 impl<Sel, Out> Returning<Out> for Sel
 where
     Sel: Expression + QueryFragment<Pg>,
-    (Sel, InsertedFlag): Expression<SqlType = (Sel::SqlType, Bool)>,
-    (Sel::SqlType, Bool): CompatibleType<(Out, bool), Pg>,
     Sel::SqlType: CompatibleType<Out, Pg>,
-    Pg: QueryMetadata<(Sel::SqlType, Bool)> + QueryMetadata<Sel::SqlType>,
-    (Out, bool): FromSqlRow<<(Sel::SqlType, Bool) as CompatibleType<(Out, bool), Pg>>::SqlType, Pg>
-        + 'static,
+    Pg: QueryMetadata<Sel::SqlType>,
     Out: FromSqlRow<<Sel::SqlType as CompatibleType<Out, Pg>>::SqlType, Pg> + 'static,
-    <(Sel::SqlType, Bool) as CompatibleType<(Out, bool), Pg>>::SqlType: 'static,
     <Sel::SqlType as CompatibleType<Out, Pg>>::SqlType: 'static,
-    (Integer, Sel::SqlType, Bool): CompatibleType<(i32, Out, bool), Pg>,
-    (Sel::SqlType, Nullable<Bool>, ReturnedKeyTypes):
-        CompatibleType<(Out, Option<bool>, ReturnedKeys), Pg>,
-    Pg: QueryMetadata<(Sel::SqlType, Nullable<Bool>, ReturnedKeyTypes)>,
-    (Out, Option<bool>, ReturnedKeys): FromSqlRow<
-            <(Sel::SqlType, Nullable<Bool>, ReturnedKeyTypes) as CompatibleType<
-                (Out, Option<bool>, ReturnedKeys),
+    (Sel::SqlType, Nullable<diesel::sql_types::Bool>): CompatibleType<(Out, Option<bool>), Pg>,
+    Pg: QueryMetadata<(Sel::SqlType, Nullable<diesel::sql_types::Bool>)>,
+    (Out, Option<bool>): FromSqlRow<
+            <(Sel::SqlType, Nullable<diesel::sql_types::Bool>) as CompatibleType<
+                (Out, Option<bool>),
                 Pg,
             >>::SqlType,
             Pg,
         > + 'static,
-    <(Sel::SqlType, Nullable<Bool>, ReturnedKeyTypes) as CompatibleType<
-        (Out, Option<bool>, ReturnedKeys),
+    <(Sel::SqlType, Nullable<diesel::sql_types::Bool>) as CompatibleType<(Out, Option<bool>), Pg>>::SqlType:
+        'static,
+    Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>>:
+        CompatibleType<(Option<i32>, Out, Option<bool>), Pg>,
+    Pg: QueryMetadata<Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>>>,
+    (Option<i32>, Out, Option<bool>): FromSqlRow<
+            <Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>> as CompatibleType<
+                (Option<i32>, Out, Option<bool>),
+                Pg,
+            >>::SqlType,
+            Pg,
+        > + 'static,
+    <Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>> as CompatibleType<
+        (Option<i32>, Out, Option<bool>),
         Pg,
     >>::SqlType: 'static,
     (Integer, Sel::SqlType): CompatibleType<(i32, Out), Pg>,
-    Pg: QueryMetadata<(Integer, Sel::SqlType, Bool)> + QueryMetadata<(Integer, Sel::SqlType)>,
-    (i32, Out, bool): FromSqlRow<
-            <(Integer, Sel::SqlType, Bool) as CompatibleType<(i32, Out, bool), Pg>>::SqlType,
-            Pg,
-        > + 'static,
+    Pg: QueryMetadata<(Integer, Sel::SqlType)>,
     (i32, Out): FromSqlRow<<(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType, Pg>
         + 'static,
-    <(Integer, Sel::SqlType, Bool) as CompatibleType<(i32, Out, bool), Pg>>::SqlType: 'static,
     <(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType: 'static,
 {
+    fn load_single<S, C>(
+        query: UpsertReturning<'_, S, (Self, Inserted)>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(Out, Option<bool>)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.load(conn)
+    }
+
     fn load_existing<S, C>(
         query: FetchExisting<'_, S, Self>,
         conn: &mut C,
@@ -285,21 +270,10 @@ where
         query.get_result(conn).optional()
     }
 
-    fn load_rows_with_flag<S, C>(
-        query: UpsertReturning<'_, S, (Self, InsertedFlag)>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<(Out, bool)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection,
-    {
-        query.load(conn)
-    }
-
     fn load_bulk<S, C>(
         query: BulkUpsert<'_, S, Self>,
         conn: &mut C,
-    ) -> QueryResult<Vec<(i32, Out, bool)>>
+    ) -> QueryResult<Vec<Written<Out>>>
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection,
@@ -307,21 +281,7 @@ where
         query.load(conn)
     }
 
-    fn load_bulk_returning_keys<S, C>(
-        query: BulkUpsertReturningKeys<'_, S, Self>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<(Out, Option<bool>, ReturnedKeys)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection,
-    {
-        query.load(conn)
-    }
-
-    fn load_bulk_existing<S, C>(
-        query: BulkFetchExisting<'_, S, Self>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<(i32, Out)>>
+    fn load_kept<S, C>(query: FetchKept<'_, S, Self>, conn: &mut C) -> QueryResult<Vec<(i32, Out)>>
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection,
@@ -489,7 +449,7 @@ where
         C: Connection<Backend = Pg> + LoadConnection,
         PrimaryKey<T>: Returning<Pk>,
     {
-        self.run_single(conn, || self.table.primary_key())
+        self.run_single(conn, || self.table.primary_key(), false)
             .map(|(pk, _)| pk)
     }
 
@@ -498,14 +458,15 @@ where
     ///
     /// With `ConflictAction::Nothing` (or a false `update_condition`, or `skip_unchanged` on an
     /// identical row) the statement writes nothing and returns nothing; the existing row is
-    /// then read by its conflict key in a second statement.
+    /// then read by its conflict key in a second statement, the key compared as the column's
+    /// type compares it.
     pub fn insert_and_get<M, C>(self, conn: &mut C) -> Result<M>
     where
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
     {
-        self.insert_and_get_with_outcome(conn)
+        self.run_single(conn, M::as_select, false)
             .map(|(model, _)| model)
     }
 
@@ -517,17 +478,21 @@ where
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
     {
-        self.run_single(conn, M::as_select)
+        let (model, outcome) = self.run_single(conn, M::as_select, true)?;
+        Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))
     }
 
     /// The single-row flow: one statement when it returns the row; otherwise read the row its
     /// conflict key points at, and start over (a bounded number of times) if that row was
-    /// deleted in between.
+    /// deleted in between. With an update condition the two statements share a transaction:
+    /// `DO UPDATE … WHERE` locks the conflicting row even when the condition is false, so the
+    /// row read back is exactly the one the condition saw.
     fn run_single<Sel, Out, C>(
         &self,
         conn: &mut C,
         selection: impl Fn() -> Sel,
-    ) -> Result<(Out, Outcome)>
+        outcomes: bool,
+    ) -> Result<(Out, Option<Outcome>)>
     where
         C: Connection<Backend = Pg> + LoadConnection,
         Sel: Returning<Out>,
@@ -535,36 +500,42 @@ where
         // Reject a target that cannot be written before Diesel starts the query (and reports
         // it to instrumentation).
         self.check()?;
+        let catalog = catalog::lookup(&self.table_sql(), self.target(), conn)?;
+        check_returnable(self, &catalog, outcomes)?;
         let row = &self.rows()[0];
-        for _ in 0..ATTEMPTS {
-            let upsert = UpsertReturning {
-                statement: self,
-                rows: vec![row],
-                returning: (selection(), InsertedFlag),
-            };
-            if let Some((out, inserted)) = Sel::load_rows_with_flag(upsert, conn)
-                .map_err(|e| classify_error(self, e))?
-                .pop()
-            {
-                let outcome = if inserted {
-                    Outcome::Inserted
-                } else {
-                    Outcome::Updated
+        let flow = |conn: &mut C| -> Result<(Out, Option<Outcome>)> {
+            for _ in 0..ATTEMPTS {
+                let upsert = UpsertReturning {
+                    statement: self,
+                    rows: vec![row],
+                    returning: (selection(), inserted(self, &catalog)),
                 };
-                return Ok((out, outcome));
+                if let Some((out, inserted)) = Sel::load_single(upsert, conn)
+                    .map_err(|e| classify_error(self, e))?
+                    .pop()
+                {
+                    return Ok((out, inserted.map(Outcome::written)));
+                }
+                let mut supplied = Vec::new();
+                row.supplied_columns(&mut supplied);
+                let key = KeyShape::new(catalog.key(self.target(), &supplied)?, &catalog)?;
+                let fetch = FetchExisting {
+                    statement: self,
+                    row,
+                    key: &key,
+                    selection: selection(),
+                };
+                if let Some(out) = Sel::load_existing(fetch, conn)? {
+                    return Ok((out, Some(Outcome::Unchanged)));
+                }
             }
-            let key = conflict_key(self, row, conn)?;
-            let fetch = FetchExisting {
-                statement: self,
-                row,
-                key,
-                selection: selection(),
-            };
-            if let Some(out) = Sel::load_existing(fetch, conn)? {
-                return Ok((out, Outcome::Unchanged));
-            }
+            Err(not_found(&catalog, 0))
+        };
+        if self.has_condition() {
+            conn.transaction(flow)
+        } else {
+            flow(conn)
         }
-        Err(Error::Query(diesel::result::Error::NotFound))
     }
 }
 
@@ -583,7 +554,7 @@ where
         PrimaryKey<T>: Returning<Pk>,
         Pk: Clone,
     {
-        let rows = crate::bulk::run(&self, conn, || self.table.primary_key())?;
+        let rows = crate::bulk::run(&self, conn, || self.table.primary_key(), false)?;
         Ok(rows.into_iter().map(|(pk, _)| pk).collect())
     }
 
@@ -596,7 +567,7 @@ where
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
     {
-        let rows = crate::bulk::run(&self, conn, M::as_select)?;
+        let rows = crate::bulk::run(&self, conn, M::as_select, false)?;
         Ok(rows.into_iter().map(|(model, _)| model).collect())
     }
 
@@ -604,15 +575,17 @@ where
     /// what happened to it.
     ///
     /// - Every row must supply the same columns: otherwise [`Error::InconsistentColumns`].
-    /// - Rows sharing a conflict key: [`Error::DuplicateConflictKey`] for
+    /// - Rows sharing a conflict key — as the unique index compares keys: citext `'a'` and
+    ///   `'A'`, numeric `1.0` and `1.00` are one key — are [`Error::DuplicateConflictKey`] for
     ///   `ConflictAction::Update` unless [`on_duplicate_keys`](Self::on_duplicate_keys) chose a
     ///   policy; the first row wins for `ConflictAction::Nothing`. A row that was not sent gets
     ///   the row its key ended as, with [`Outcome::Unchanged`].
     /// - Rows are sent sorted by conflict key (concurrent calls lock rows in the same order),
-    ///   in statements under PostgreSQL's 65 535 bind parameters, all in one transaction (a
-    ///   savepoint inside the caller's): all rows or none.
-    /// - Results are matched to the input by conflict key, never by position: rows a conflict
-    ///   left in place are read back by key, with [`Outcome::Unchanged`].
+    ///   in statements of at most 20 000 rows (or under PostgreSQL's 65 535 bind parameters),
+    ///   all in one transaction (a savepoint inside the caller's): all rows or none.
+    /// - Each returned row is paired with its input row by an input position the statement
+    ///   carries, never by position in the output: rows a conflict left in place are read back
+    ///   by key, with [`Outcome::Unchanged`].
     /// - Empty input returns an empty `Vec` without sending anything.
     pub fn bulk_insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<Vec<(M, Outcome)>>
     where
@@ -620,55 +593,13 @@ where
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
     {
-        crate::bulk::run(&self, conn, M::as_select)
-    }
-}
-
-/// The elements of the conflict key; for a named constraint, its columns read from the catalog.
-pub(crate) fn conflict_key<S, C>(statement: &S, row: &S::Row, conn: &mut C) -> Result<Vec<KeyPart>>
-where
-    S: UpsertStatement,
-    C: Connection<Backend = Pg> + LoadConnection,
-{
-    if let Some(parts) = statement.target().parts() {
-        return Ok(parts.to_vec());
-    }
-    let constraint = statement.target().constraint().unwrap_or_default();
-    #[derive(diesel::QueryableByName)]
-    struct Attribute {
-        #[diesel(sql_type = Text)]
-        name: String,
-    }
-    let attributes: Vec<Attribute> = diesel::sql_query(
-        "SELECT a.attname::text AS name FROM pg_constraint c \
-         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) \
-         WHERE c.conname = $1 AND c.conrelid = $2::regclass \
-         ORDER BY array_position(c.conkey, a.attnum)",
-    )
-    .bind::<Text, _>(constraint)
-    .bind::<Text, _>(statement.table_sql())
-    .load(conn)?;
-    let mut supplied = Vec::new();
-    row.supplied_columns(&mut supplied);
-    if attributes.is_empty() {
-        return Err(BuildError::invalid_target(format!(
-            "constraint {constraint:?} does not exist on {}",
-            statement.table_sql()
-        ))
-        .into());
-    }
-    attributes
-        .iter()
-        .map(|a| {
-            supplied.iter().find(|c| **c == a.name).map(|c| KeyPart::Column(c)).ok_or_else(|| {
-                BuildError::invalid_target(format!(
-                    "constraint {constraint:?} covers column {:?}, which the insert does not supply",
-                    a.name
-                ))
-                .into()
+        crate::bulk::run(&self, conn, M::as_select, true)?
+            .into_iter()
+            .map(|(model, outcome)| {
+                Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 /// Turns PostgreSQL's "no unique or exclusion constraint matching the ON CONFLICT

@@ -172,7 +172,7 @@ fn a_terminated_backend_mid_bulk_leaves_nothing_and_the_pool_recovers() {
                 n: i64,
             }
             let running: Count = diesel::sql_query(format!(
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = {pid} AND state = 'active' AND query LIKE 'INSERT INTO \"bulk_items\"%'"
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = {pid} AND state = 'active' AND query LIKE 'WITH %INSERT INTO \"bulk_items\"%'"
             ))
             .get_result(watcher)
             .unwrap();

@@ -615,15 +615,18 @@ fn a_kept_row_is_read_back_by_its_key_value_taken_from_the_new_row() {
         .values(&row)
         .get_result(conn)
         .unwrap();
+    let kept = || {
+        diesel::insert_into(articles::table)
+            .values(&row)
+            .on_conflict_do(
+                (articles::title.key("en"), articles::title.key("ar")),
+                ConflictAction::Nothing,
+            )
+    };
+    // The first call on a table reads its key types from the catalog (once per process).
+    let _: Article = kept().insert_and_get(conn).unwrap();
     let sent = record_sql(conn);
-    let kept: Article = diesel::insert_into(articles::table)
-        .values(&row)
-        .on_conflict_do(
-            (articles::title.key("en"), articles::title.key("ar")),
-            ConflictAction::Nothing,
-        )
-        .insert_and_get(conn)
-        .unwrap();
+    let kept: Article = kept().insert_and_get(conn).unwrap();
     assert_eq!(kept, first);
     let binds = format!(r#"HstoreMap({{"ar": Some("x"), "en": Some("{en}")}})"#);
     assert_eq!(
@@ -633,7 +636,7 @@ fn a_kept_row_is_read_back_by_its_key_value_taken_from_the_new_row() {
                 r#"INSERT INTO "articles" ("title", "body") VALUES ($1, $2) ON CONFLICT (("title" -> 'en'), ("title" -> 'ar')) DO NOTHING RETURNING "articles"."id", "articles"."title", "articles"."body", (xmax = 0) -- binds: [{binds}, "kept"]"#
             ),
             format!(
-                r#"SELECT "articles"."id", "articles"."title", "articles"."body" FROM "articles" WHERE ("title" -> 'en') = ($1 -> 'en') AND ("title" -> 'ar') = ($2 -> 'ar') -- binds: [{binds}, {binds}]"#
+                r#"SELECT "articles"."id", "articles"."title", "articles"."body" FROM "articles" WHERE ("articles"."title" -> 'en') = (CAST($1 AS hstore) -> 'en') AND ("articles"."title" -> 'ar') = (CAST($2 AS hstore) -> 'ar') -- binds: [{binds}, {binds}]"#
             ),
         ]
     );

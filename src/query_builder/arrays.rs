@@ -77,15 +77,25 @@ const HEADER_LEN: usize = 20;
 
 impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
     /// Encodes the leading rows of `rows` whose values are all plain binds, up to
-    /// [`ARRAY_ROWS`] rows and about 16 MiB. `None` when the first row is not plain.
-    pub(crate) fn build(rows: &[(usize, &'q R)], source: ArraySource<'q>) -> Option<Self> {
+    /// [`ARRAY_ROWS`] rows and about 16 MiB (all of them when `bounded` is false). `None` when
+    /// the first row is not plain.
+    pub(crate) fn build(
+        rows: &[(usize, &'q R)],
+        source: ArraySource<'q>,
+        bounded: bool,
+    ) -> Option<Self> {
         let &(_, first) = rows.first()?;
+        let (max_rows, max_bytes) = if bounded {
+            (ARRAY_ROWS, ARRAY_BYTES)
+        } else {
+            (usize::MAX, usize::MAX)
+        };
         let mut encoder = Encoder::new(source);
         let width = encoder.width();
-        let mut arrays = vec![header(rows.len().min(ARRAY_ROWS)); width];
+        let mut arrays = vec![header(rows.len().min(max_rows)); width];
         let mut positions = Vec::new();
         let mut bytes = 0;
-        for &(index, row) in rows.iter().take(ARRAY_ROWS) {
+        for &(index, row) in rows.iter().take(max_rows) {
             let Some(values) = encoder.encode(row) else {
                 break;
             };
@@ -106,7 +116,7 @@ impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
                 }
             }
             positions.push(position);
-            if bytes >= ARRAY_BYTES {
+            if bytes >= max_bytes {
                 break;
             }
         }
@@ -133,33 +143,13 @@ impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
         columns
     }
 
-    /// Writes `unnest($n)` for each array, followed by ` AS "name"` when `names` are given.
-    pub(crate) fn walk_unnest<'b>(
-        &'b self,
-        names: Option<&[&'static str]>,
-        out: &mut AstPass<'_, 'b, Pg>,
-    ) -> QueryResult<()> {
-        for (i, array) in self.arrays.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            out.push_sql("unnest(");
+    /// Writes the arrays and then the input positions as parameters: `$1, …, $n, $n+1`.
+    pub(crate) fn walk_arrays<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        for array in &self.arrays {
             out.push_bind_param::<Binary, Vec<u8>>(array)?;
-            out.push_sql(")");
-            if let Some(name) = names.and_then(|n| n.get(i)) {
-                out.push_sql(" AS ");
-                out.push_identifier(name)?;
-            }
+            out.push_sql(", ");
         }
-        Ok(())
-    }
-
-    /// Writes `unnest($n)` of the input positions.
-    pub(crate) fn walk_positions<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("unnest(");
-        out.push_bind_param::<Array<Integer>, Vec<i32>>(&self.positions)?;
-        out.push_sql(")");
-        Ok(())
+        out.push_bind_param::<Array<Integer>, Vec<i32>>(&self.positions)
     }
 
     /// Gives the array binds, pushed as `bytea` starting at bind `first`, their array types:

@@ -4,6 +4,7 @@
 #[doc(hidden)]
 pub mod arrays;
 pub(crate) mod literal;
+pub(crate) mod nodes;
 pub mod statement;
 pub mod target;
 pub mod values;

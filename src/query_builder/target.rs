@@ -68,10 +68,10 @@ pub(crate) fn unqualified(_: &mut AstPass<'_, '_, Pg>) -> QueryResult<bool> {
 
 /// A conflict target, read at run time.
 #[doc(hidden)]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target(pub(crate) TargetKind);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum TargetKind {
     Parts(Vec<KeyPart>),
     Constraint(String),

@@ -1,0 +1,53 @@
+//! The leaf types every other part of the crate names: what to do on a conflict, what happened
+//! to a row, and what a bulk call does with rows sharing a key.
+
+/// What to do when the row conflicts with an existing one on the conflict target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConflictAction {
+    /// `DO UPDATE SET …`: overwrite the existing row with the columns the insert supplied (minus
+    /// the conflict-target and primary-key columns), refined by `update_only`, `update_values`,
+    /// `update_condition` and `skip_unchanged`.
+    Update,
+    /// `DO NOTHING`: keep the existing row as it is. The `*_and_get` terminals still return it.
+    Nothing,
+}
+
+/// What an upsert did to a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// No row had the conflict key: the row was inserted.
+    Inserted,
+    /// A row had the conflict key and was updated.
+    Updated,
+    /// A row had the conflict key and was left as it was: `ConflictAction::Nothing`, a false
+    /// `update_condition`, `skip_unchanged` on identical values, or nothing to update.
+    Unchanged,
+}
+
+impl Outcome {
+    /// `Inserted` for a row the statement inserted, `Updated` for one it updated.
+    pub(crate) fn written(inserted: bool) -> Self {
+        if inserted {
+            Outcome::Inserted
+        } else {
+            Outcome::Updated
+        }
+    }
+}
+
+/// What a bulk call does with input rows that share a conflict key — as PostgreSQL's unique
+/// index sees it (citext `'a'` and `'A'`, numeric `1.0` and `1.00`, float `0.0` and `-0.0` are
+/// one key).
+///
+/// Without a policy, `ConflictAction::Update` rejects such input with
+/// [`Error::DuplicateConflictKey`](crate::Error::DuplicateConflictKey) (PostgreSQL itself would
+/// fail with "ON CONFLICT DO UPDATE command cannot affect row a second time"), and
+/// `ConflictAction::Nothing` keeps the first row, as PostgreSQL would. Every input row still
+/// gets a result: the row its key ended as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DuplicateKeys {
+    /// Send the first row of each key; later rows with the key get its result.
+    KeepFirst,
+    /// Send the last row of each key; earlier rows with the key get its result.
+    KeepLast,
+}
