@@ -207,7 +207,7 @@ fn skip_unchanged_writes_nothing_for_an_identical_row(
 ) -> Result<(), AnyError> {
     section(
         "6. .skip_unchanged(): no new row version when nothing changed",
-        "It adds ROW(current values) IS DISTINCT FROM ROW(new values) to the update condition. \
+        "It adds (ROW(current values))::record *<> (ROW(new values))::record to the update condition. \
          First the row is inserted ...",
     );
     let kettle = NewProduct::new("KETTLE-1", "Kettle")
@@ -614,7 +614,8 @@ fn layout(sql: &str) -> Vec<String> {
             None => {
                 let current = clauses.last().map(String::as_str).unwrap_or_default();
                 let starts_clause = BREAKS.iter().any(|b| rest.starts_with(b))
-                    && !current.ends_with(" IS DISTINCT");
+                    && !current.ends_with(" IS DISTINCT")
+                    && !current.ends_with(" *<>");
                 if starts_clause && !current.is_empty() {
                     clauses.push(String::new());
                     i += 1; // the space before the keyword

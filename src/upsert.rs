@@ -323,11 +323,12 @@ where
         self
     }
 
-    /// Leaves a row alone when the values it would copy from the new row equal the existing
-    /// ones: adds `ROW(t.a, …) IS DISTINCT FROM ROW(excluded.a, …)` to the update condition, so
-    /// an identical row costs no new row version (no dead tuple, no WAL for the row). Columns
-    /// assigned by `update_values` are not compared. The row is still returned by the
-    /// `*_and_get` terminals, with [`Outcome::Unchanged`].
+    /// Leaves a row alone when writing it would store exactly what is stored: adds
+    /// `(ROW(t.a, …))::record *<> (ROW(excluded.a, …))::record` to the update condition (a
+    /// comparison of binary images, so citext `'HELLO'` over `'Hello'` is written and `json`
+    /// columns work), so an identical row costs no new row version (no dead tuple, no WAL for
+    /// the row). Columns assigned by `update_values` are not compared. The row is still
+    /// returned by the `*_and_get` terminals, with [`Outcome::Unchanged`].
     pub fn skip_unchanged(mut self) -> Self {
         self.skip_unchanged = true;
         self
