@@ -48,76 +48,77 @@ where
     let columns = consistent_columns::<S::Table, S::Row>(rows.iter())?;
     statement.check()?;
     let catalog = catalog::lookup(&statement.table_sql(), statement.target(), conn)?;
-    check_returnable(statement, &catalog, outcomes)?;
+    check_returnable(statement, &catalog)?;
     let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
     let policy = statement.duplicate_keys().or(match statement.action() {
         ConflictAction::Nothing => Some(DuplicateKeys::KeepFirst),
         ConflictAction::Update => None,
     });
     let indexed: Vec<(usize, &S::Row)> = rows.iter().enumerate().collect();
-    let key_columns = key.columns();
-    let flag = catalog.inserted_flag();
+    let method = Method::choose(statement, &catalog, &columns, outcomes);
     // Duplicates are found before the transaction starts: a rejected call writes nothing.
     let ranks = match byte_keys(&indexed, &key) {
         Some(keys) => plan::rank_bytes(&keys),
-        None => group_on_server(&indexed, &key, &key_columns, conn)?,
+        None => group_on_server(&indexed, &key, &key.columns(), conn)?,
     };
     let groups = plan::group(rows.len(), ranks, policy)?;
     conn.transaction(|conn| {
-        let fixed = fixed_binds(statement, &indexed, &key, &selection)?;
+        let call = Call {
+            statement,
+            key: &key,
+            key_columns: key.columns(),
+            columns: columns.len(),
+            fixed: fixed_binds(statement, &indexed, &key, &selection)?,
+            selection: &selection,
+        };
         let mut results = Results::new(rows.len());
         let mut pending: Vec<(usize, &S::Row)> =
             groups.sent.iter().map(|&i| (i, &rows[i])).collect();
         for _ in 0..ATTEMPTS {
-            let mut rest = &pending[..];
-            while !rest.is_empty() {
-                let chunk = next_rows(
-                    rest,
-                    ArraySource::Rows {
-                        columns: columns.len(),
-                    },
-                    fixed,
-                )?;
-                rest = &rest[chunk.len()..];
-                let query = BulkUpsert {
-                    statement,
-                    rows: chunk,
-                    key: &key,
-                    selection: selection(),
-                };
-                for (ordinal, out, inserted) in
-                    Sel::load_bulk(query, conn).map_err(|e| classify_error(statement, e))?
-                {
-                    // With a known flag, NULL marks an existing row that already held the new
-                    // values (`skip_unchanged`), returned as it is.
-                    match (inserted, flag) {
-                        (None, InsertedFlag::Xmax | InsertedFlag::OldRow) => {
-                            results.kept(ordinal, out)?
+            match method {
+                Method::OneStatement(flag) => {
+                    call.upsert(conn, &pending, flag, false, &mut results)?;
+                    // Rows the statement did not write: read the rows their keys point at.
+                    let kept = unresolved(&pending, &results);
+                    for (ordinal, out) in call.fetch(conn, &kept, false)? {
+                        results.kept(Some(ordinal), out)?;
+                    }
+                }
+                Method::TwoPhases => {
+                    // `DO NOTHING` returns only the rows it inserted.
+                    call.upsert(
+                        conn,
+                        &pending,
+                        InsertedFlag::Always(true),
+                        true,
+                        &mut results,
+                    )?;
+                    // Lock the rows that exist, in key order: they can neither vanish nor
+                    // change before they are updated, so every row the update returns was
+                    // updated, and every locked row it does not return is as it was read.
+                    let existing = unresolved(&pending, &results);
+                    let locked = call.fetch(conn, &existing, true)?;
+                    let lockable: Vec<_> = locked.iter().map(|(o, _)| *o).collect();
+                    let to_update: Vec<_> = existing
+                        .iter()
+                        .copied()
+                        .filter(|(i, _)| lockable.binary_search(&(*i as i32)).is_ok())
+                        .collect();
+                    call.upsert(
+                        conn,
+                        &to_update,
+                        InsertedFlag::Always(false),
+                        false,
+                        &mut results,
+                    )?;
+                    for (ordinal, out) in locked {
+                        if !results.has(ordinal as usize) {
+                            results.kept(Some(ordinal), out)?;
                         }
-                        _ => results.written(ordinal, out, inserted)?,
                     }
                 }
             }
-            // Rows the statement did not write: read the rows their keys point at.
-            let kept: Vec<_> = pending
-                .iter()
-                .copied()
-                .filter(|(i, _)| !results.has(*i))
-                .collect();
-            let mut rest = &kept[..];
-            while !rest.is_empty() {
-                let chunk = next_rows(rest, ArraySource::Columns(&key_columns), 0)?;
-                rest = &rest[chunk.len()..];
-                let query = FetchKept {
-                    statement,
-                    rows: chunk,
-                    key: &key,
-                    selection: selection(),
-                };
-                for (ordinal, out) in Sel::load_kept(query, conn)? {
-                    results.kept(Some(ordinal), out)?;
-                }
-            }
+            // A row neither written nor found was deleted in between: send it again.
             pending.retain(|(i, _)| !results.has(*i));
             if pending.is_empty() {
                 break;
@@ -129,11 +130,16 @@ where
         // Rows with a NULL in their key never conflict on the target: plain inserts, returned
         // in the order of the VALUES list.
         let unkeyed: Vec<_> = groups.unkeyed.iter().map(|&i| (i, &rows[i])).collect();
-        for chunk in chunks(&unkeyed, fixed)? {
+        let flag = match catalog.inserted_flag() {
+            InsertedFlag::Unknown => InsertedFlag::Always(true),
+            flag => flag,
+        };
+        for chunk in chunks(&unkeyed, call.fixed)? {
             let query = UpsertReturning {
                 statement,
                 rows: chunk.iter().map(|(_, row)| *row).collect(),
-                returning: (selection(), inserted(statement, &catalog)),
+                returning: (selection(), inserted(statement, flag)),
+                do_nothing: false,
             };
             let written =
                 Sel::load_single(query, conn).map_err(|e| classify_error(statement, e))?;
@@ -152,32 +158,150 @@ where
     })
 }
 
+/// How a call learns whether each row it wrote was inserted or updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// One upsert statement per chunk, with this flag in `RETURNING`.
+    OneStatement(InsertedFlag),
+    /// On a partitioned table before PostgreSQL 18, where no flag can be returned: insert the
+    /// new rows with `DO NOTHING`, lock the existing ones, then upsert the locked ones.
+    TwoPhases,
+}
+
+impl Method {
+    pub(crate) fn choose<S: UpsertStatement>(
+        statement: &S,
+        catalog: &Catalog,
+        columns: &[&'static str],
+        outcomes: bool,
+    ) -> Self {
+        match catalog.inserted_flag() {
+            // `DO NOTHING` returns only rows it inserted.
+            InsertedFlag::Unknown if statement.does_nothing(columns) => {
+                Method::OneStatement(InsertedFlag::Always(true))
+            }
+            InsertedFlag::Unknown if outcomes => Method::TwoPhases,
+            flag => Method::OneStatement(flag),
+        }
+    }
+}
+
+/// The rows of `rows` without a result yet.
+fn unresolved<'r, R, Out: Clone>(
+    rows: &Indexed<'r, R>,
+    results: &Results<Out>,
+) -> Vec<(usize, &'r R)> {
+    rows.iter()
+        .copied()
+        .filter(|(i, _)| !results.has(*i))
+        .collect()
+}
+
+/// What every statement of one bulk call shares.
+struct Call<'a, S: UpsertStatement, F> {
+    statement: &'a S,
+    key: &'a KeyShape<'a>,
+    key_columns: Vec<&'static str>,
+    /// The number of columns every row supplies.
+    columns: usize,
+    /// The binds of a statement besides its rows.
+    fixed: usize,
+    selection: &'a F,
+}
+
+impl<S: UpsertStatement, F> Call<'_, S, F> {
+    /// Upserts `rows` in chunks and hands what comes back to `results`.
+    fn upsert<Sel, Out, C>(
+        &self,
+        conn: &mut C,
+        rows: &Indexed<'_, S::Row>,
+        flag: InsertedFlag,
+        do_nothing: bool,
+        results: &mut Results<Out>,
+    ) -> Result<()>
+    where
+        F: Fn() -> Sel,
+        Sel: Returning<Out>,
+        Out: Clone,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let source = ArraySource::Rows {
+                columns: self.columns,
+            };
+            let chunk = next_rows(rest, source, self.fixed)?;
+            rest = &rest[chunk.len()..];
+            let query = BulkUpsert {
+                statement: self.statement,
+                rows: chunk,
+                key: self.key,
+                selection: (self.selection)(),
+                flag,
+                do_nothing,
+            };
+            for (ordinal, out, inserted) in
+                Sel::load_bulk(query, conn).map_err(|e| classify_error(self.statement, e))?
+            {
+                // With a flag that is never NULL, NULL marks an existing row that already held
+                // the new values (`skip_unchanged`), returned as it is.
+                match (inserted, flag) {
+                    (None, InsertedFlag::Unknown) | (Some(_), _) => {
+                        results.written(ordinal, out, inserted)?
+                    }
+                    (None, _) => results.kept(ordinal, out)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored rows with the keys of `rows`: `(input position, row)`, locked with `lock`.
+    fn fetch<Sel, Out, C>(
+        &self,
+        conn: &mut C,
+        rows: &Indexed<'_, S::Row>,
+        lock: bool,
+    ) -> Result<Vec<(i32, Out)>>
+    where
+        F: Fn() -> Sel,
+        Sel: Returning<Out>,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        let mut fetched = Vec::new();
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let chunk = next_rows(rest, ArraySource::Columns(&self.key_columns), 0)?;
+            rest = &rest[chunk.len()..];
+            let query = FetchKept {
+                statement: self.statement,
+                rows: chunk,
+                key: self.key,
+                selection: (self.selection)(),
+                lock,
+            };
+            fetched.extend(Sel::load_kept(query, conn)?);
+        }
+        fetched.sort_unstable_by_key(|(ordinal, _)| *ordinal);
+        Ok(fetched)
+    }
+}
+
 /// Rejects, before anything is sent, what the terminals cannot return exactly.
-pub(crate) fn check_returnable<S: UpsertStatement>(
-    statement: &S,
-    catalog: &Catalog,
-    outcomes: bool,
-) -> Result<()> {
+pub(crate) fn check_returnable<S: UpsertStatement>(statement: &S, catalog: &Catalog) -> Result<()> {
     if catalog.exclusion && statement.action() == ConflictAction::Nothing {
         return Err(Error::unsupported(
             "an exclusion constraint can conflict with several rows, so the row a \
              ConflictAction::Nothing left in place cannot be returned; use .execute(conn)",
         ));
     }
-    if outcomes && catalog.inserted_flag() == InsertedFlag::Unknown {
-        return Err(Error::unsupported(format!(
-            "on a partitioned table, PostgreSQL {} cannot tell an inserted row from an updated \
-             one in RETURNING (PostgreSQL 18 can); use a terminal without outcomes",
-            catalog.server_version / 10_000
-        )));
-    }
     Ok(())
 }
 
-/// The inserted flag of `RETURNING` for this table and server.
-pub(crate) fn inserted<S: UpsertStatement>(statement: &S, catalog: &Catalog) -> Inserted {
+/// The inserted flag of `RETURNING`.
+pub(crate) fn inserted<S: UpsertStatement>(statement: &S, flag: InsertedFlag) -> Inserted {
     Inserted {
-        flag: catalog.inserted_flag(),
+        flag,
         primary_key: statement.primary_key().to_vec(),
     }
 }
@@ -337,7 +461,7 @@ fn fixed_binds<S, Sel>(
     statement: &S,
     rows: &Indexed<'_, S::Row>,
     key: &KeyShape<'_>,
-    selection: impl Fn() -> Sel,
+    selection: &impl Fn() -> Sel,
 ) -> Result<usize>
 where
     S: UpsertStatement,
@@ -351,6 +475,8 @@ where
         rows: BulkRows::Values(vec![first]),
         key,
         selection: selection(),
+        flag: InsertedFlag::Xmax,
+        do_nothing: false,
     };
     let total = render(&query)?.1.binds.len();
     Ok(total.saturating_sub(binds_of(first.1)?))

@@ -112,8 +112,12 @@ pub(crate) enum InsertedFlag {
     Xmax,
     /// PostgreSQL 18: `(old.<primary key> IS NULL)`.
     OldRow,
-    /// No exact method on this table and server: `NULL`.
+    /// No exact method in one statement on this table and server (a partitioned table before
+    /// PostgreSQL 18): `NULL`.
     Unknown,
+    /// The statement's rows are known to be all inserted (`DO NOTHING` returns only rows it
+    /// inserted) or all updated (rows locked beforehand): `true` or `false`.
+    Always(bool),
 }
 
 #[derive(diesel::QueryableByName)]

@@ -1,7 +1,8 @@
 //! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`.
 
-use crate::bulk::{check_returnable, inserted, not_found};
+use crate::bulk::{check_returnable, inserted, not_found, Method};
 use crate::catalog;
+use crate::catalog::InsertedFlag;
 use crate::error::{Error, Result};
 use crate::plan::ATTEMPTS;
 use crate::query_builder::literal::{self, column_names_of, leading_identifier, split_top_level};
@@ -502,37 +503,64 @@ where
         // it to instrumentation).
         self.check()?;
         let catalog = catalog::lookup(&self.table_sql(), self.target(), conn)?;
-        check_returnable(self, &catalog, outcomes)?;
+        check_returnable(self, &catalog)?;
         let row = &self.rows()[0];
+        let mut supplied = Vec::new();
+        row.supplied_columns(&mut supplied);
+        let method = Method::choose(self, &catalog, &supplied, outcomes);
+        let upsert = |conn: &mut C, flag, do_nothing| -> Result<Option<(Out, Option<bool>)>> {
+            let query = UpsertReturning {
+                statement: self,
+                rows: vec![row],
+                returning: (selection(), inserted(self, flag)),
+                do_nothing,
+            };
+            Ok(Sel::load_single(query, conn)
+                .map_err(|e| classify_error(self, e))?
+                .pop())
+        };
+        // The key is needed only to read a row back (a named constraint's columns must then be
+        // supplied by the insert).
+        let fetch = |conn: &mut C, lock| -> Result<Option<Out>> {
+            let key = KeyShape::new(catalog.key(self.target(), &supplied)?, &catalog)?;
+            let query = FetchExisting {
+                statement: self,
+                row,
+                key: &key,
+                selection: selection(),
+                lock,
+            };
+            Ok(Sel::load_existing(query, conn)?)
+        };
         let flow = |conn: &mut C| -> Result<(Out, Option<Outcome>)> {
             for _ in 0..ATTEMPTS {
-                let upsert = UpsertReturning {
-                    statement: self,
-                    rows: vec![row],
-                    returning: (selection(), inserted(self, &catalog)),
-                };
-                if let Some((out, inserted)) = Sel::load_single(upsert, conn)
-                    .map_err(|e| classify_error(self, e))?
-                    .pop()
-                {
-                    return Ok((out, inserted.map(Outcome::written)));
-                }
-                let mut supplied = Vec::new();
-                row.supplied_columns(&mut supplied);
-                let key = KeyShape::new(catalog.key(self.target(), &supplied)?, &catalog)?;
-                let fetch = FetchExisting {
-                    statement: self,
-                    row,
-                    key: &key,
-                    selection: selection(),
-                };
-                if let Some(out) = Sel::load_existing(fetch, conn)? {
-                    return Ok((out, Some(Outcome::Unchanged)));
+                match method {
+                    Method::OneStatement(flag) => {
+                        if let Some((out, inserted)) = upsert(conn, flag, false)? {
+                            return Ok((out, inserted.map(Outcome::written)));
+                        }
+                        if let Some(out) = fetch(conn, false)? {
+                            return Ok((out, Some(Outcome::Unchanged)));
+                        }
+                    }
+                    Method::TwoPhases => {
+                        // `DO NOTHING` returns the row only when it inserted it.
+                        if let Some((out, _)) = upsert(conn, InsertedFlag::Always(true), true)? {
+                            return Ok((out, Some(Outcome::Inserted)));
+                        }
+                        // Locked, the row can neither vanish nor change before the update.
+                        if let Some(locked) = fetch(conn, true)? {
+                            return Ok(match upsert(conn, InsertedFlag::Always(false), false)? {
+                                Some((out, _)) => (out, Some(Outcome::Updated)),
+                                None => (locked, Some(Outcome::Unchanged)),
+                            });
+                        }
+                    }
                 }
             }
             Err(not_found(&catalog, 0))
         };
-        if self.has_condition() {
+        if self.has_condition() || method == Method::TwoPhases {
             conn.transaction(flow)
         } else {
             flow(conn)

@@ -1328,22 +1328,17 @@ fn again_outcome(action: ConflictAction) -> Outcome {
     }
 }
 
-/// `Ok(x)` → `Some(x)`; `Unsupported` (allowed for the `_with_outcome` terminals on partitioned
-/// tables) → `None`, after checking nothing of this test changed; any other error panics.
-fn with_outcome_or_unsupported<T>(
+/// `Ok(x)` → `Some(x)`; any error panics. (The `_with_outcome` terminals work on partitioned
+/// tables on every server: `RETURNING old` on PostgreSQL 18, the two-phase method before.)
+fn exact_outcome<T>(
     result: diesel_upsert::Result<T>,
-    conn: &mut PgConnection,
-    prefix: &str,
-    before: &[Part],
+    _conn: &mut PgConnection,
+    _prefix: &str,
+    _before: &[Part],
 ) -> Option<T> {
     match result {
         Ok(x) => Some(x),
-        Err(Error::Unsupported { reason }) => {
-            eprintln!("Unsupported: {reason}");
-            assert_eq!(parts_of(conn, prefix), before, "Unsupported writes nothing");
-            None
-        }
-        Err(other) => panic!("expected Ok or Unsupported, got {other:?}"),
+        Err(other) => panic!("expected Ok, got {other:?}"),
     }
 }
 
@@ -1405,7 +1400,7 @@ fn partitioned_table_insert_and_get_returns_fresh_and_existing_rows() {
 }
 
 #[test]
-fn partitioned_table_insert_and_get_with_outcome_reports_outcomes_or_unsupported() {
+fn partitioned_table_insert_and_get_with_outcome_reports_exact_outcomes() {
     setup();
     let conn = &mut test_connection();
     let p = unique_key("kparts-outcome");
@@ -1417,7 +1412,7 @@ fn partitioned_table_insert_and_get_with_outcome_reports_outcomes_or_unsupported
             .values(&fresh)
             .on_conflict_do(PARTS_TARGET, action)
             .insert_and_get_with_outcome::<Part, _>(conn);
-        match with_outcome_or_unsupported(result, conn, &p, &before) {
+        match exact_outcome(result, conn, &p, &before) {
             Some((row, outcome)) => {
                 assert_eq!(outcome, Outcome::Inserted);
                 assert_eq!(row, stored_part(conn, region, &k));
@@ -1435,7 +1430,7 @@ fn partitioned_table_insert_and_get_with_outcome_reports_outcomes_or_unsupported
             .values(&new_part(region, &k, 2))
             .on_conflict_do(PARTS_TARGET, action)
             .insert_and_get_with_outcome::<Part, _>(conn);
-        if let Some((row, outcome)) = with_outcome_or_unsupported(result, conn, &p, &before) {
+        if let Some((row, outcome)) = exact_outcome(result, conn, &p, &before) {
             assert_eq!(outcome, again_outcome(action));
             assert_eq!(row, stored_part(conn, region, &k));
             assert_eq!((row.id, row.v), (fresh.id, v_after(action, 1, 2)));
@@ -1523,7 +1518,7 @@ fn partitioned_table_bulk_insert_and_get_returns_fresh_and_existing_rows() {
 }
 
 #[test]
-fn partitioned_table_bulk_insert_and_get_with_outcome_reports_outcomes_or_unsupported() {
+fn partitioned_table_bulk_insert_and_get_with_outcome_reports_exact_outcomes() {
     setup();
     let conn = &mut test_connection();
     let p = unique_key("kparts-bulkoutcome");
@@ -1534,7 +1529,7 @@ fn partitioned_table_bulk_insert_and_get_with_outcome_reports_outcomes_or_unsupp
             .values(&first)
             .on_conflict_do(PARTS_TARGET, action)
             .bulk_insert_and_get_with_outcome::<Part, _>(conn);
-        match with_outcome_or_unsupported(result, conn, &p, &before) {
+        match exact_outcome(result, conn, &p, &before) {
             Some(got) => {
                 let summary: Vec<_> = got.iter().map(|(r, o)| (r.id, r.v, *o)).collect();
                 assert_eq!(
@@ -1557,7 +1552,7 @@ fn partitioned_table_bulk_insert_and_get_with_outcome_reports_outcomes_or_unsupp
             .values(&second)
             .on_conflict_do(PARTS_TARGET, action)
             .bulk_insert_and_get_with_outcome::<Part, _>(conn);
-        if let Some(got) = with_outcome_or_unsupported(result, conn, &p, &before) {
+        if let Some(got) = exact_outcome(result, conn, &p, &before) {
             let v = v_after(action, 1, 2);
             let again = again_outcome(action);
             let summary: Vec<_> = got.iter().map(|(r, o)| (r.id, r.v, *o)).collect();
@@ -2056,4 +2051,68 @@ fn a_false_update_condition_returns_the_committed_row_unchanged_inside_a_caller_
         .unwrap();
     assert_eq!(got, (existing.clone(), Outcome::Unchanged));
     assert_eq!(committed_state(&existing.k), vec![(existing.id, 1)]);
+}
+
+#[test]
+fn partitioned_table_conditions_and_skip_unchanged_report_unchanged_rows_exactly() {
+    setup();
+    let conn = &mut test_connection();
+    let p = unique_key("kparts-cond");
+    let k = format!("{p}-a");
+    let fresh = new_part("eu", &k, 1);
+    diesel::insert_into(keys_parts::table)
+        .values(&fresh)
+        .execute(conn)
+        .unwrap();
+    // A false condition: the row is left alone and returned as stored.
+    let (row, outcome): (Part, Outcome) = diesel::insert_into(keys_parts::table)
+        .values(&new_part("eu", &k, 5))
+        .on_conflict_do(PARTS_TARGET, ConflictAction::Update)
+        .update_condition(keys_parts::v.gt(100))
+        .insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!((row.id, row.v, outcome), (fresh.id, 1, Outcome::Unchanged));
+    // skip_unchanged on an identical row, then on a changed one.
+    let (row, outcome): (Part, Outcome) = diesel::insert_into(keys_parts::table)
+        .values(&new_part("eu", &k, 1))
+        .on_conflict_do(PARTS_TARGET, ConflictAction::Update)
+        .update_only(keys_parts::v)
+        .skip_unchanged()
+        .insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!((row.id, row.v, outcome), (fresh.id, 1, Outcome::Unchanged));
+    let k2 = format!("{p}-b");
+    let rows = vec![
+        new_part("us", &k2, 7),
+        new_part("eu", &k, 1),
+        new_part("eu", &format!("{p}-c"), 3),
+    ];
+    let result: Vec<(Part, Outcome)> = diesel::insert_into(keys_parts::table)
+        .values(&rows)
+        .on_conflict_do(PARTS_TARGET, ConflictAction::Update)
+        .update_only(keys_parts::v)
+        .skip_unchanged()
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    let outcomes: Vec<_> = result.iter().map(|(r, o)| (r.k.clone(), r.v, *o)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (k2.clone(), 7, Outcome::Inserted),
+            (k.clone(), 1, Outcome::Unchanged),
+            (format!("{p}-c"), 3, Outcome::Inserted),
+        ]
+    );
+    let rows = vec![new_part("us", &k2, 8), new_part("eu", &k, 1)];
+    let result: Vec<(Part, Outcome)> = diesel::insert_into(keys_parts::table)
+        .values(&rows)
+        .on_conflict_do(PARTS_TARGET, ConflictAction::Update)
+        .update_only(keys_parts::v)
+        .skip_unchanged()
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    let outcomes: Vec<_> = result.iter().map(|(r, o)| (r.v, *o)).collect();
+    assert_eq!(outcomes, [(8, Outcome::Updated), (1, Outcome::Unchanged)]);
+    assert_eq!(stored_part(conn, "us", &k2).v, 8);
+    assert_eq!(parts_of(conn, &p).len(), 3);
 }

@@ -37,6 +37,8 @@ const ROW: &str = "__upsert_row";
 const SAME: &str = "__upsert_same";
 /// The rows an `INSERT … ON CONFLICT` wrote.
 const UPSERTED: &str = "__upserted";
+/// The rows a statement locked.
+const LOCKED: &str = "__upsert_locked";
 /// The column holding each input row's position in the caller's input.
 const ORDINAL: &str = "__upsert_ord";
 /// The column telling an inserted row from an updated one.
@@ -222,6 +224,8 @@ pub(crate) fn walk_inserted_flag(
             out.push_identifier(column)?;
             out.push_sql(" IS NULL)");
         }
+        (InsertedFlag::Always(true), _) => out.push_sql("true"),
+        (InsertedFlag::Always(false), _) => out.push_sql("false"),
         (InsertedFlag::OldRow | InsertedFlag::Unknown, _) => out.push_sql("NULL::boolean"),
     }
     Ok(())
@@ -414,6 +418,11 @@ pub struct BulkUpsert<'q, S: UpsertStatement, Sel> {
     pub(crate) rows: BulkRows<'q, S::Table, S::Row>,
     pub(crate) key: &'q KeyShape<'q>,
     pub(crate) selection: Sel,
+    /// The inserted flag of `RETURNING`.
+    pub(crate) flag: InsertedFlag,
+    /// `DO NOTHING` whatever the builder's action (the first phase of the exact method for
+    /// partitioned tables before PostgreSQL 18).
+    pub(crate) do_nothing: bool,
 }
 
 impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpsert<'_, S, Sel> {
@@ -423,8 +432,10 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
         let columns = statement.columns_of(&self.rows)?;
         let set = statement.set_columns(&columns);
         let same_first = statement.compares(&set)
+            && !self.do_nothing
             && matches!(self.rows, BulkRows::Arrays(_))
-            && !key.catalog.before_triggers;
+            && !key.catalog.before_triggers
+            && self.flag != InsertedFlag::Unknown;
         out.push_sql("WITH ");
         self.rows.walk_input_cte(&columns, key, &mut out)?;
         if same_first {
@@ -481,15 +492,11 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
             key.walk_match_named(SAME, &mut out)?;
             out.push_sql(")");
         }
-        statement.walk_on_conflict(&columns, &mut out)?;
+        statement.walk_on_conflict(&columns, self.do_nothing, &mut out)?;
         out.push_sql(" RETURNING ");
         self.selection.walk_ast(out.reborrow())?;
         out.push_sql(", ");
-        walk_inserted_flag(
-            key.catalog.inserted_flag(),
-            statement.primary_key(),
-            &mut out,
-        )?;
+        walk_inserted_flag(self.flag, statement.primary_key(), &mut out)?;
         out.push_sql(" AS ");
         out.push_identifier(INSERTED)?;
         key.walk_stored_keys(statement, &mut out)?;
@@ -535,11 +542,21 @@ impl<S: UpsertStatement, Sel: Expression> Query for BulkUpsert<'_, S, Sel> {
 /// SELECT "__upsert_input"."__upsert_ord", <selection> FROM "__upsert_input"
 /// JOIN "t" ON "__upsert_input"."__upsert_k0" = "t"."sku" [AND <index predicate>]
 /// ```
+///
+/// With `lock`, each row is read and locked (`FOR UPDATE`) in input order, which is key order:
+///
+/// ```sql
+/// WITH "__upsert_input" AS (…)
+/// SELECT "__upsert_input"."__upsert_ord", "__upsert_locked".* FROM "__upsert_input"
+/// CROSS JOIN LATERAL (SELECT <selection> FROM "t"
+///     WHERE "t"."sku" = "__upsert_input"."__upsert_k0" FOR UPDATE) AS "__upsert_locked"
+/// ```
 pub struct FetchKept<'q, S: UpsertStatement, Sel> {
     pub(crate) statement: &'q S,
     pub(crate) rows: BulkRows<'q, S::Table, S::Row>,
     pub(crate) key: &'q KeyShape<'q>,
     pub(crate) selection: Sel,
+    pub(crate) lock: bool,
 }
 
 impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for FetchKept<'_, S, Sel> {
@@ -547,6 +564,25 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for FetchKept
         out.push_sql("WITH ");
         self.rows
             .walk_input_cte(&self.key.columns(), self.key, &mut out)?;
+        if self.lock {
+            out.push_sql(" SELECT ");
+            out.push_identifier(INPUT)?;
+            out.push_sql(".");
+            out.push_identifier(ORDINAL)?;
+            out.push_sql(", ");
+            out.push_identifier(LOCKED)?;
+            out.push_sql(".* FROM ");
+            out.push_identifier(INPUT)?;
+            out.push_sql(" CROSS JOIN LATERAL (SELECT ");
+            self.selection.walk_ast(out.reborrow())?;
+            out.push_sql(" FROM ");
+            self.statement.walk_table(&mut out)?;
+            out.push_sql(" WHERE ");
+            self.key.walk_match_table(self.statement, &mut out)?;
+            walk_and_predicate(self.statement.predicate(), &mut out);
+            out.push_sql(" FOR UPDATE) AS ");
+            return out.push_identifier(LOCKED);
+        }
         out.push_sql(" SELECT ");
         out.push_identifier(INPUT)?;
         out.push_sql(".");
@@ -641,6 +677,8 @@ pub struct FetchExisting<'q, S: UpsertStatement, Sel> {
     pub(crate) row: &'q S::Row,
     pub(crate) key: &'q KeyShape<'q>,
     pub(crate) selection: Sel,
+    /// Lock the row: `… FOR UPDATE`.
+    pub(crate) lock: bool,
 }
 
 impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for FetchExisting<'_, S, Sel> {
@@ -665,6 +703,9 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for FetchExis
             })?;
         }
         walk_and_predicate(statement.predicate(), &mut out);
+        if self.lock {
+            out.push_sql(" FOR UPDATE");
+        }
         Ok(())
     }
 }
@@ -705,12 +746,14 @@ pub struct UpsertReturning<'q, S: UpsertStatement, R> {
     pub(crate) statement: &'q S,
     pub(crate) rows: Vec<&'q S::Row>,
     pub(crate) returning: R,
+    /// `DO NOTHING` whatever the builder's action.
+    pub(crate) do_nothing: bool,
 }
 
 impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for UpsertReturning<'_, S, R> {
     fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         self.statement
-            .walk_upsert(&self.rows, Some(&self.returning), out)
+            .walk_upsert(&self.rows, Some(&self.returning), self.do_nothing, out)
     }
 }
 

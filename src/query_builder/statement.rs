@@ -148,10 +148,12 @@ pub trait UpsertStatement {
     fn rows(&self) -> &[Self::Row];
 
     /// Writes `INSERT INTO … VALUES <rows> ON CONFLICT … [RETURNING …]`.
+    /// `do_nothing` writes `DO NOTHING` whatever the action.
     fn walk_upsert<'b>(
         &'b self,
         rows: &[&'b Self::Row],
         returning: Option<&'b dyn QueryFragment<Pg>>,
+        do_nothing: bool,
         out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()>;
 
@@ -165,12 +167,18 @@ pub trait UpsertStatement {
         out: &mut AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()>;
 
-    /// ` ON CONFLICT <target> [WHERE <predicate>] DO …` for rows supplying `columns`.
+    /// ` ON CONFLICT <target> [WHERE <predicate>] DO …` for rows supplying `columns`
+    /// (`DO NOTHING` whatever the action with `do_nothing`).
     fn walk_on_conflict<'b>(
         &'b self,
         columns: &[&'static str],
+        do_nothing: bool,
         out: &mut AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()>;
+
+    /// Whether the statement for rows supplying `columns` is `DO NOTHING`: the action, or an
+    /// empty `SET` list.
+    fn does_nothing(&self, columns: &[&'static str]) -> bool;
 
     /// `(ROW("t"."a", "t"."b", …))::record`: the stored values of `columns`, as a record
     /// compared by its binary image (`*=`).
@@ -239,6 +247,7 @@ where
         &'b self,
         rows: &[&'b Self::Row],
         returning: Option<&'b dyn QueryFragment<Pg>>,
+        do_nothing: bool,
         mut out: AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
         self.check_target()?;
@@ -265,7 +274,7 @@ where
                 out.push_sql(")");
             }
         }
-        self.walk_on_conflict(&columns, &mut out)?;
+        self.walk_on_conflict(&columns, do_nothing, &mut out)?;
         if let Some(returning) = returning {
             out.push_sql(" RETURNING ");
             returning.walk_ast(out.reborrow())?;
@@ -296,6 +305,7 @@ where
     fn walk_on_conflict<'b>(
         &'b self,
         columns: &[&'static str],
+        do_nothing: bool,
         out: &mut AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
         self.check_target()?;
@@ -305,7 +315,17 @@ where
             out.push_sql(" WHERE ");
             out.push_sql(predicate);
         }
-        self.walk_action(columns, out)
+        if do_nothing || self.does_nothing(columns) {
+            out.push_sql(" DO NOTHING");
+            return Ok(());
+        }
+        self.walk_update(columns, out)
+    }
+
+    fn does_nothing(&self, columns: &[&'static str]) -> bool {
+        self.action == ConflictAction::Nothing
+            || (self.default_set_columns(columns).is_empty()
+                && self.update_values.columns().is_empty())
     }
 
     fn walk_table_row<'b>(
@@ -430,20 +450,13 @@ where
         Ok(self.target.check()?)
     }
 
-    fn walk_action<'b>(
+    /// ` DO UPDATE SET … [WHERE …]`.
+    fn walk_update<'b>(
         &'b self,
         supplied: &[&'static str],
         out: &mut AstPass<'_, 'b, Pg>,
     ) -> QueryResult<()> {
-        if self.action == ConflictAction::Nothing {
-            out.push_sql(" DO NOTHING");
-            return Ok(());
-        }
         let set = self.default_set_columns(supplied);
-        if set.is_empty() && self.update_values.columns().is_empty() {
-            out.push_sql(" DO NOTHING");
-            return Ok(());
-        }
         out.push_sql(" DO UPDATE SET ");
         for (i, column) in set.iter().enumerate() {
             if i > 0 {
@@ -531,7 +544,7 @@ where
 {
     fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let rows: Vec<&<Self as UpsertStatement>::Row> = self.rows().iter().collect();
-        self.walk_upsert(&rows, None, out)
+        self.walk_upsert(&rows, None, false, out)
     }
 }
 
