@@ -45,7 +45,8 @@
 
 use crate::error::{BuildError, Result};
 use crate::query_builder::literal::{quote_identifier, quote_literal};
-use crate::query_builder::target::{HstoreKeyElement, KeyPart, KeyPartHandle, TargetElement};
+use crate::target::sealed::Element;
+use crate::target::{HstoreKeyElement, KeyPart};
 use diesel::deserialize::{self, FromSql, Queryable};
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::pg::{Pg, PgValue};
@@ -528,16 +529,16 @@ impl<E> QueryId for HstoreKey<E> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<C> TargetElement<C::Table, HstoreKeyElement> for HstoreKey<C>
+impl<C> Element<C::Table, HstoreKeyElement> for HstoreKey<C>
 where
     C: Column,
     C::SqlType: HstoreOrNullableHstore,
 {
-    fn key_part(self) -> KeyPartHandle {
-        KeyPartHandle(KeyPart::HstoreKey {
+    fn key_part(self) -> KeyPart {
+        KeyPart::HstoreKey {
             column: C::NAME,
             key: self.key,
-        })
+        }
     }
 }
 

@@ -62,23 +62,27 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
-mod bulk;
-mod catalog;
 mod error;
 pub mod hstore;
 mod plan;
 #[cfg(feature = "r2d2")]
 pub mod pool;
-pub mod query_builder;
+mod query_builder;
 pub mod retry;
+mod rows;
+mod run;
 mod spec;
+mod target;
 mod upsert;
 
 pub use crate::error::{Error, Result};
 pub use crate::hstore::{HstoreExpressionMethods, HstoreMap};
-pub use crate::query_builder::target::OnConstraint;
+pub use crate::query_builder::statement::OnConflictDo;
+pub use crate::rows::{BatchRows, Records, RowValues, SingleRow};
+pub use crate::run::returning::Returning;
 pub use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
-pub use crate::upsert::{ModelSelection, PrimaryKey, Returning, UpsertDsl};
+pub use crate::target::{ColumnSet, IntoConflictTarget, OnConstraint, TargetElement};
+pub use crate::upsert::{ModelSelection, PrimaryKey, UpsertDsl};
 
 /// A named unique or exclusion constraint as conflict target:
 /// `ON CONFLICT ON CONSTRAINT "name"`.

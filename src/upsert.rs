@@ -1,33 +1,20 @@
 //! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`.
 
-use crate::bulk::{check_returnable, inserted, not_found, Method};
-use crate::catalog;
-use crate::catalog::InsertedFlag;
 use crate::error::{Error, Result};
-use crate::plan::ATTEMPTS;
 use crate::query_builder::literal::{self, column_names_of, leading_identifier, split_top_level};
-use crate::query_builder::nodes::{
-    BulkUpsert, FetchExisting, FetchKept, Inserted, KeyShape, UpsertReturning,
-};
 use crate::query_builder::statement::{
-    NoUpdateCondition, NoUpdateValues, UpdateCondition, UpdateValues, UpsertStatement,
+    NoUpdateCondition, NoUpdateValues, OnConflictDo, UpdateCondition, UpdateValues, UpsertStatement,
 };
-use crate::query_builder::target::Target;
-use crate::query_builder::{
-    BatchRows, ColumnSet, IntoConflictTarget, OnConflictDo, Records, RowValues, SingleRow,
-};
+use crate::rows::{BatchRows, Records, SingleRow};
+use crate::run::returning::Returning;
 use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
+use crate::target::{ColumnSet, IntoConflictTarget};
 use diesel::connection::LoadConnection;
-use diesel::deserialize::FromSqlRow;
-use diesel::expression::QueryMetadata;
 use diesel::expression::{AppearsOnTable, Expression};
 use diesel::pg::Pg;
-use diesel::query_builder::{AsChangeset, AstPass, InsertStatement, QueryFragment};
-use diesel::query_dsl::CompatibleType;
-use diesel::query_dsl::RunQueryDsl;
-use diesel::result::OptionalExtension;
-use diesel::sql_types::{BoolOrNullableBool, Integer, Nullable};
-use diesel::{Connection, QueryResult, Table};
+use diesel::query_builder::{AsChangeset, InsertStatement, QueryFragment};
+use diesel::sql_types::BoolOrNullableBool;
+use diesel::{Connection, Table};
 use diesel::{Selectable, SelectableHelper};
 
 /// Conflict handling for Diesel's `InsertStatement`: `diesel::insert_into(t).values(..)` gains
@@ -160,134 +147,6 @@ where
             skip_unchanged: false,
             duplicate_keys: None,
         }
-    }
-}
-
-/// A selection (`M::as_select()`, the primary key) that the terminals can return as `Out`.
-///
-/// Implemented for every Diesel expression whose rows load as `Out`; it only spells out, once,
-/// the bounds Diesel's `load` needs for the statements the terminals run (each returns the
-/// selection beside an input position and an inserted flag).
-pub trait Returning<Out>: Expression + QueryFragment<Pg> + Sized {
-    #[doc(hidden)]
-    fn load_single<S, C>(
-        query: UpsertReturning<'_, S, (Self, Inserted)>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<(Out, Option<bool>)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection;
-
-    #[doc(hidden)]
-    fn load_existing<S, C>(
-        query: FetchExisting<'_, S, Self>,
-        conn: &mut C,
-    ) -> QueryResult<Option<Out>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection;
-
-    #[doc(hidden)]
-    fn load_bulk<S, C>(
-        query: BulkUpsert<'_, S, Self>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<Written<Out>>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection;
-
-    #[doc(hidden)]
-    fn load_kept<S, C>(query: FetchKept<'_, S, Self>, conn: &mut C) -> QueryResult<Vec<(i32, Out)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection;
-}
-
-/// A row a bulk upsert wrote: its input position (NULL when its stored key matches no input
-/// key), the selection, the inserted flag.
-type Written<Out> = (Option<i32>, Out, Option<bool>);
-
-/// The SQL type of a row of one of the statements: the selection `ST` between a tag before it
-/// (`Before`) and one after it (`After`).
-type Tagged<Before, ST, After> = (Before, ST, After);
-
-impl<Sel, Out> Returning<Out> for Sel
-where
-    Sel: Expression + QueryFragment<Pg>,
-    Sel::SqlType: CompatibleType<Out, Pg>,
-    Pg: QueryMetadata<Sel::SqlType>,
-    Out: FromSqlRow<<Sel::SqlType as CompatibleType<Out, Pg>>::SqlType, Pg> + 'static,
-    <Sel::SqlType as CompatibleType<Out, Pg>>::SqlType: 'static,
-    (Sel::SqlType, Nullable<diesel::sql_types::Bool>): CompatibleType<(Out, Option<bool>), Pg>,
-    Pg: QueryMetadata<(Sel::SqlType, Nullable<diesel::sql_types::Bool>)>,
-    (Out, Option<bool>): FromSqlRow<
-            <(Sel::SqlType, Nullable<diesel::sql_types::Bool>) as CompatibleType<
-                (Out, Option<bool>),
-                Pg,
-            >>::SqlType,
-            Pg,
-        > + 'static,
-    <(Sel::SqlType, Nullable<diesel::sql_types::Bool>) as CompatibleType<(Out, Option<bool>), Pg>>::SqlType:
-        'static,
-    Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>>:
-        CompatibleType<(Option<i32>, Out, Option<bool>), Pg>,
-    Pg: QueryMetadata<Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>>>,
-    (Option<i32>, Out, Option<bool>): FromSqlRow<
-            <Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>> as CompatibleType<
-                (Option<i32>, Out, Option<bool>),
-                Pg,
-            >>::SqlType,
-            Pg,
-        > + 'static,
-    <Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>> as CompatibleType<
-        (Option<i32>, Out, Option<bool>),
-        Pg,
-    >>::SqlType: 'static,
-    (Integer, Sel::SqlType): CompatibleType<(i32, Out), Pg>,
-    Pg: QueryMetadata<(Integer, Sel::SqlType)>,
-    (i32, Out): FromSqlRow<<(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType, Pg>
-        + 'static,
-    <(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType: 'static,
-{
-    fn load_single<S, C>(
-        query: UpsertReturning<'_, S, (Self, Inserted)>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<(Out, Option<bool>)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection,
-    {
-        query.load(conn)
-    }
-
-    fn load_existing<S, C>(
-        query: FetchExisting<'_, S, Self>,
-        conn: &mut C,
-    ) -> QueryResult<Option<Out>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection,
-    {
-        query.get_result(conn).optional()
-    }
-
-    fn load_bulk<S, C>(
-        query: BulkUpsert<'_, S, Self>,
-        conn: &mut C,
-    ) -> QueryResult<Vec<Written<Out>>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection,
-    {
-        query.load(conn)
-    }
-
-    fn load_kept<S, C>(query: FetchKept<'_, S, Self>, conn: &mut C) -> QueryResult<Vec<(i32, Out)>>
-    where
-        S: UpsertStatement,
-        C: Connection<Backend = Pg> + LoadConnection,
-    {
-        query.load(conn)
     }
 }
 
@@ -451,8 +310,7 @@ where
         C: Connection<Backend = Pg> + LoadConnection,
         PrimaryKey<T>: Returning<Pk>,
     {
-        self.run_single(conn, || self.table.primary_key(), false)
-            .map(|(pk, _)| pk)
+        crate::run::single::run(&self, conn, || self.table.primary_key(), false).map(|(pk, _)| pk)
     }
 
     /// Runs the upsert and returns the inserted, updated or existing row as `M` (any
@@ -468,8 +326,7 @@ where
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
     {
-        self.run_single(conn, M::as_select, false)
-            .map(|(model, _)| model)
+        crate::run::single::run(&self, conn, M::as_select, false).map(|(model, _)| model)
     }
 
     /// Like [`insert_and_get`](Self::insert_and_get), and tells whether the row was inserted,
@@ -480,91 +337,8 @@ where
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
     {
-        let (model, outcome) = self.run_single(conn, M::as_select, true)?;
+        let (model, outcome) = crate::run::single::run(&self, conn, M::as_select, true)?;
         Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))
-    }
-
-    /// The single-row flow: one statement when it returns the row; otherwise read the row its
-    /// conflict key points at, and start over (a bounded number of times) if that row was
-    /// deleted in between. With an update condition the two statements share a transaction:
-    /// `DO UPDATE … WHERE` locks the conflicting row even when the condition is false, so the
-    /// row read back is exactly the one the condition saw.
-    fn run_single<Sel, Out, C>(
-        &self,
-        conn: &mut C,
-        selection: impl Fn() -> Sel,
-        outcomes: bool,
-    ) -> Result<(Out, Option<Outcome>)>
-    where
-        C: Connection<Backend = Pg> + LoadConnection,
-        Sel: Returning<Out>,
-    {
-        // Reject a target that cannot be written before Diesel starts the query (and reports
-        // it to instrumentation).
-        self.check()?;
-        let catalog = catalog::lookup(&self.table_sql(), self.target(), conn)?;
-        check_returnable(self, &catalog)?;
-        let row = &self.rows()[0];
-        let mut supplied = Vec::new();
-        row.supplied_columns(&mut supplied);
-        let method = Method::choose(self, &catalog, &supplied, outcomes);
-        let upsert = |conn: &mut C, flag, do_nothing| -> Result<Option<(Out, Option<bool>)>> {
-            let query = UpsertReturning {
-                statement: self,
-                rows: vec![row],
-                returning: (selection(), inserted(self, flag)),
-                do_nothing,
-            };
-            Ok(Sel::load_single(query, conn)
-                .map_err(|e| classify_error(self, e))?
-                .pop())
-        };
-        // The key is needed only to read a row back (a named constraint's columns must then be
-        // supplied by the insert).
-        let fetch = |conn: &mut C, lock| -> Result<Option<Out>> {
-            let key = KeyShape::new(catalog.key(self.target(), &supplied)?, &catalog)?;
-            let query = FetchExisting {
-                statement: self,
-                row,
-                key: &key,
-                selection: selection(),
-                lock,
-            };
-            Ok(Sel::load_existing(query, conn)?)
-        };
-        let flow = |conn: &mut C| -> Result<(Out, Option<Outcome>)> {
-            for _ in 0..ATTEMPTS {
-                match method {
-                    Method::OneStatement(flag) => {
-                        if let Some((out, inserted)) = upsert(conn, flag, false)? {
-                            return Ok((out, inserted.map(Outcome::written)));
-                        }
-                        if let Some(out) = fetch(conn, false)? {
-                            return Ok((out, Some(Outcome::Unchanged)));
-                        }
-                    }
-                    Method::TwoPhases => {
-                        // `DO NOTHING` returns the row only when it inserted it.
-                        if let Some((out, _)) = upsert(conn, InsertedFlag::Always(true), true)? {
-                            return Ok((out, Some(Outcome::Inserted)));
-                        }
-                        // Locked, the row can neither vanish nor change before the update.
-                        if let Some(locked) = fetch(conn, true)? {
-                            return Ok(match upsert(conn, InsertedFlag::Always(false), false)? {
-                                Some((out, _)) => (out, Some(Outcome::Updated)),
-                                None => (locked, Some(Outcome::Unchanged)),
-                            });
-                        }
-                    }
-                }
-            }
-            Err(not_found(&catalog, 0))
-        };
-        if self.has_condition() || method == Method::TwoPhases {
-            conn.transaction(flow)
-        } else {
-            flow(conn)
-        }
     }
 }
 
@@ -583,7 +357,7 @@ where
         PrimaryKey<T>: Returning<Pk>,
         Pk: Clone,
     {
-        let rows = crate::bulk::run(&self, conn, || self.table.primary_key(), false)?;
+        let rows = crate::run::bulk::run(&self, conn, || self.table.primary_key(), false)?;
         Ok(rows.into_iter().map(|(pk, _)| pk).collect())
     }
 
@@ -596,7 +370,7 @@ where
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
     {
-        let rows = crate::bulk::run(&self, conn, M::as_select, false)?;
+        let rows = crate::run::bulk::run(&self, conn, M::as_select, false)?;
         Ok(rows.into_iter().map(|(model, _)| model).collect())
     }
 
@@ -622,55 +396,11 @@ where
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
     {
-        crate::bulk::run(&self, conn, M::as_select, true)?
+        crate::run::bulk::run(&self, conn, M::as_select, true)?
             .into_iter()
             .map(|(model, outcome)| {
                 Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))
             })
             .collect()
     }
-}
-
-/// Turns PostgreSQL's "no unique or exclusion constraint matching the ON CONFLICT
-/// specification" (42P10) into [`Error::NoMatchingUniqueIndex`] with a hint.
-///
-/// Diesel does not expose the SQLSTATE, so this matches the English message (PostgreSQL's
-/// default `lc_messages`); with localized messages the error stays an [`Error::Query`].
-pub(crate) fn classify_error<S: UpsertStatement>(
-    statement: &S,
-    error: diesel::result::Error,
-) -> Error {
-    use diesel::result::{DatabaseErrorKind, Error as DieselError};
-    if let DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) = &error {
-        if info
-            .message()
-            .contains("no unique or exclusion constraint matching the ON CONFLICT")
-        {
-            let table = statement.table_sql();
-            let target = render_target(statement.target());
-            let mut hint = format!("CREATE UNIQUE INDEX ON {table} {target}");
-            if let Some(predicate) = statement.predicate() {
-                hint.push_str(" WHERE ");
-                hint.push_str(predicate);
-            }
-            return Error::NoMatchingUniqueIndex {
-                table,
-                target,
-                hint,
-            };
-        }
-    }
-    error.into()
-}
-
-fn render_target(target: &Target) -> String {
-    struct TargetSql<'a>(&'a Target);
-    impl QueryFragment<Pg> for TargetSql<'_> {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-            self.0.walk(&mut out)
-        }
-    }
-    literal::render(&TargetSql(target))
-        .map(|(sql, _)| sql)
-        .unwrap_or_default()
 }

@@ -18,7 +18,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_upsert::hstore::{required_keys, unique_index};
 use diesel_upsert::prelude::*;
-use diesel_upsert::query_builder::IntoConflictTarget;
+use diesel_upsert::IntoConflictTarget;
 use diesel_upsert::{Error, HstoreMap};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

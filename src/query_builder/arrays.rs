@@ -13,7 +13,7 @@
 //! type (arrays themselves, records), are not plain; such rows go as a `VALUES` list.
 
 use super::literal::NoTypeLookup;
-use super::values::{RowValues, ValueOf, ValuesOf};
+use crate::rows::{RowValues, ValueOf, ValuesOf};
 use diesel::pg::{Pg, PgTypeMetadata};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
 use diesel::query_builder::{AstPass, QueryBuilder, QueryFragment};

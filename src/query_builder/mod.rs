@@ -1,14 +1,8 @@
-//! The SQL nodes behind [`UpsertDsl`](crate::UpsertDsl): conflict targets, the statement and
-//! the queries its terminals run. Users meet these types only in signatures.
+//! The crate-private SQL nodes: the statement the builder writes (`statement`), the statements
+//! the terminals run (`nodes`), rows as column arrays (`arrays`), and the one place where text
+//! becomes SQL (`literal`).
 
-#[doc(hidden)]
-pub mod arrays;
+pub(crate) mod arrays;
 pub(crate) mod literal;
 pub(crate) mod nodes;
-pub mod statement;
-pub mod target;
-pub mod values;
-
-pub use self::statement::OnConflictDo;
-pub use self::target::{ColumnSet, IntoConflictTarget, OnConstraint, TargetElement};
-pub use self::values::{BatchRows, Records, RowValues, SingleRow};
+pub(crate) mod statement;

@@ -17,9 +17,9 @@
 use super::arrays::ColumnArrays;
 use super::literal::quote_literal;
 use super::statement::UpsertStatement;
-use super::target::KeyPart;
-use super::values::RowValues;
-use crate::catalog::{Catalog, ColumnType, InsertedFlag};
+use crate::rows::RowValues;
+use crate::run::catalog::{Catalog, ColumnType, InsertedFlag};
+use crate::target::KeyPart;
 use diesel::backend::Backend;
 use diesel::expression::{is_aggregate, Expression, ValidGrouping};
 use diesel::pg::Pg;

@@ -1,10 +1,10 @@
 //! The statement node behind `on_conflict_do` and the queries the terminals run.
 
 use super::nodes::BulkRows;
-use super::target::Target;
-use super::values::{Records, RowValues};
 use crate::error::BuildError;
+use crate::rows::{Records, RowValues};
 use crate::spec::{ConflictAction, DuplicateKeys};
+use crate::target::Target;
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -52,12 +52,10 @@ impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
 }
 
 /// No `update_values` given.
-#[doc(hidden)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoUpdateValues;
 
 /// The changeset given to `update_values`, with the columns it assigns.
-#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct UpdateValues<CS> {
     pub(crate) changeset: CS,
@@ -65,17 +63,14 @@ pub struct UpdateValues<CS> {
 }
 
 /// No `update_condition` given.
-#[doc(hidden)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoUpdateCondition;
 
 /// The expression given to `update_condition`.
-#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct UpdateCondition<E>(pub(crate) E);
 
 /// The `update_values` part of the builder.
-#[doc(hidden)]
 pub trait UpdateSet {
     /// The columns the changeset assigns.
     fn columns(&self) -> &[String];
@@ -106,7 +101,6 @@ impl<CS: QueryFragment<Pg>> UpdateSet for UpdateValues<CS> {
 }
 
 /// The `update_condition` part of the builder.
-#[doc(hidden)]
 pub trait UpdateWhere {
     /// Whether there is a condition.
     fn is_present(&self) -> bool;
@@ -137,7 +131,6 @@ impl<E: QueryFragment<Pg>> UpdateWhere for UpdateCondition<E> {
 
 /// What the terminals and statements need from a builder, independent of its many type
 /// parameters.
-#[doc(hidden)]
 pub trait UpsertStatement {
     /// The table written to.
     type Table: Table;

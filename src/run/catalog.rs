@@ -8,10 +8,14 @@
 //! program. Restart after changing a conflict key's type, collation or triggers.
 
 use crate::error::{BuildError, Error, Result};
-use crate::query_builder::target::{KeyPart, Target};
+use crate::query_builder::literal;
+use crate::query_builder::statement::UpsertStatement;
+use crate::target::{KeyPart, Target};
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use diesel::QueryResult;
 use diesel::{Connection, RunQueryDsl};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -252,4 +256,48 @@ where
         nulls_not_distinct,
         exclusion,
     })
+}
+
+/// Turns PostgreSQL's "no unique or exclusion constraint matching the ON CONFLICT
+/// specification" (42P10) into [`Error::NoMatchingUniqueIndex`] with a hint.
+///
+/// Diesel does not expose the SQLSTATE, so this matches the English message (PostgreSQL's
+/// default `lc_messages`); with localized messages the error stays an [`Error::Query`].
+pub(crate) fn classify_error<S: UpsertStatement>(
+    statement: &S,
+    error: diesel::result::Error,
+) -> Error {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    if let DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) = &error {
+        if info
+            .message()
+            .contains("no unique or exclusion constraint matching the ON CONFLICT")
+        {
+            let table = statement.table_sql();
+            let target = render_target(statement.target());
+            let mut hint = format!("CREATE UNIQUE INDEX ON {table} {target}");
+            if let Some(predicate) = statement.predicate() {
+                hint.push_str(" WHERE ");
+                hint.push_str(predicate);
+            }
+            return Error::NoMatchingUniqueIndex {
+                table,
+                target,
+                hint,
+            };
+        }
+    }
+    error.into()
+}
+
+fn render_target(target: &Target) -> String {
+    struct TargetSql<'a>(&'a Target);
+    impl QueryFragment<Pg> for TargetSql<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            self.0.walk(&mut out)
+        }
+    }
+    literal::render(&TargetSql(target))
+        .map(|(sql, _)| sql)
+        .unwrap_or_default()
 }

@@ -4,7 +4,6 @@
 //! key, and hands every returned row to the planner ([`crate::plan`]), which pairs it with its
 //! input row by the ordinal the statement carried.
 
-use crate::catalog::{self, Catalog, InsertedFlag};
 use crate::error::{Error, Result};
 use crate::plan::{self, Results, ATTEMPTS};
 use crate::query_builder::arrays::{ArraySource, ColumnArrays};
@@ -13,10 +12,12 @@ use crate::query_builder::nodes::{
     BulkRows, BulkUpsert, FetchKept, GroupKeys, Inserted, KeyShape, UpsertReturning,
 };
 use crate::query_builder::statement::{consistent_columns, UpsertStatement};
-use crate::query_builder::target::KeyPart;
-use crate::query_builder::values::{RowValues, ValueOf, ValuesOf};
+use crate::rows::{RowValues, ValueOf, ValuesOf};
+use crate::run::catalog::classify_error;
+use crate::run::catalog::{self, Catalog, InsertedFlag};
+use crate::run::returning::Returning;
 use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
-use crate::upsert::{classify_error, Returning};
+use crate::target::KeyPart;
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;

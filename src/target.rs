@@ -5,8 +5,8 @@
 //! lets the compiler tell a column from a tuple of columns (a crate other than Diesel cannot
 //! implement one trait for both `C: Column` and tuples).
 
-use super::literal::quote_literal;
 use crate::error::BuildError;
+use crate::query_builder::literal::quote_literal;
 use diesel::pg::Pg;
 use diesel::query_builder::AstPass;
 use diesel::result::QueryResult;
@@ -14,7 +14,6 @@ use diesel::Column;
 use std::borrow::Cow;
 
 /// One element of a conflict target, read at run time.
-#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyPart {
     /// A plain column: `"sku"`.
@@ -67,7 +66,6 @@ pub(crate) fn unqualified(_: &mut AstPass<'_, '_, Pg>) -> QueryResult<bool> {
 }
 
 /// A conflict target, read at run time.
-#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target(pub(crate) TargetKind);
 
@@ -138,67 +136,94 @@ impl Target {
 }
 
 /// Marker for a target element that is a plain column.
-#[doc(hidden)]
 #[derive(Debug)]
 pub enum ColumnElement {}
 
 /// Marker for a target element that is a key of an hstore column (`title.key("en")`).
-#[doc(hidden)]
 #[derive(Debug)]
 pub enum HstoreKeyElement {}
 
 /// Marker for a conflict target of one element.
-#[doc(hidden)]
 #[derive(Debug)]
 pub struct One<M>(std::marker::PhantomData<M>);
 
 /// Marker for a conflict target that is a named constraint.
-#[doc(hidden)]
 #[derive(Debug)]
 pub enum ConstraintTarget {}
 
-/// One element of a conflict target on table `T`: a column of `T` or a key of one of its
-/// hstore columns (`title.key("en")`).
-pub trait TargetElement<T, M> {
-    #[doc(hidden)]
-    fn key_part(self) -> KeyPartHandle;
-}
-
-/// A key part handed from a target element to the builder.
-#[doc(hidden)]
+/// Marker for a list of several columns.
 #[derive(Debug)]
-pub struct KeyPartHandle(pub(crate) KeyPart);
+pub enum Many {}
 
-impl<C: Column> TargetElement<C::Table, ColumnElement> for C {
-    fn key_part(self) -> KeyPartHandle {
-        KeyPartHandle(KeyPart::Column(C::NAME))
+/// The methods behind the public target traits: sealed (this module is private), so that only
+/// this crate implements them and their run-time types stay private, the way Diesel seals its
+/// upsert target traits.
+pub(crate) mod sealed {
+    use super::{KeyPart, Target};
+
+    /// See [`TargetElement`](super::TargetElement).
+    pub trait Element<T, M> {
+        /// The element, read at run time.
+        fn key_part(self) -> KeyPart;
+    }
+
+    /// See [`IntoConflictTarget`](super::IntoConflictTarget).
+    pub trait IntoTarget<T, M> {
+        /// The target, read at run time.
+        fn into_target(self) -> Target;
+    }
+
+    /// See [`ColumnSet`](super::ColumnSet).
+    pub trait Columns<T, M> {
+        /// The names of the columns.
+        fn column_names(&self) -> Vec<&'static str>;
     }
 }
 
+use sealed::{Columns, Element, IntoTarget};
+
+/// One element of a conflict target on table `T`: a column of `T` or a key of one of its
+/// hstore columns (`title.key("en")`). Implemented by this crate only.
+pub trait TargetElement<T, M>: Element<T, M> {}
+
+impl<T, M, E: Element<T, M>> TargetElement<T, M> for E {}
+
 /// Something `on_conflict_do` accepts as the conflict target on table `T`: a column, a tuple of
-/// columns and hstore keys, or [`on_constraint`](crate::on_constraint).
-pub trait IntoConflictTarget<T, M> {
-    #[doc(hidden)]
-    fn into_target(self) -> Target;
+/// columns and hstore keys, or [`on_constraint`](crate::on_constraint). Implemented by this
+/// crate only.
+pub trait IntoConflictTarget<T, M>: IntoTarget<T, M> {}
+
+impl<T, M, X: IntoTarget<T, M>> IntoConflictTarget<T, M> for X {}
+
+/// One column or a tuple of columns of table `T`, as `update_only` takes them. Implemented by
+/// this crate only.
+pub trait ColumnSet<T, M>: Columns<T, M> {}
+
+impl<T, M, X: Columns<T, M>> ColumnSet<T, M> for X {}
+
+impl<C: Column> Element<C::Table, ColumnElement> for C {
+    fn key_part(self) -> KeyPart {
+        KeyPart::Column(C::NAME)
+    }
 }
 
-impl<T, E, M> IntoConflictTarget<T, One<M>> for E
+impl<T, E, M> IntoTarget<T, One<M>> for E
 where
-    E: TargetElement<T, M>,
+    E: Element<T, M>,
 {
     fn into_target(self) -> Target {
-        Target(TargetKind::Parts(vec![self.key_part().0]))
+        Target(TargetKind::Parts(vec![self.key_part()]))
     }
 }
 
 macro_rules! tuple_target {
     ($($E:ident $M:ident . $idx:tt),+) => {
-        impl<Tab, $($E, $M),+> IntoConflictTarget<Tab, ($($M,)+)> for ($($E,)+)
+        impl<Tab, $($E, $M),+> IntoTarget<Tab, ($($M,)+)> for ($($E,)+)
         where
-            $($E: TargetElement<Tab, $M>,)+
+            $($E: Element<Tab, $M>,)+
         {
             fn into_target(self) -> Target {
-                Target(TargetKind::Parts(vec![$(self.$idx.key_part().0),+]))
+                Target(TargetKind::Parts(vec![$(self.$idx.key_part()),+]))
             }
         }
     };
@@ -218,24 +243,13 @@ tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4, F MF.5, G MG.6, H MH.7);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnConstraint(pub(crate) String);
 
-impl<T> IntoConflictTarget<T, ConstraintTarget> for OnConstraint {
+impl<T> IntoTarget<T, ConstraintTarget> for OnConstraint {
     fn into_target(self) -> Target {
         Target(TargetKind::Constraint(self.0))
     }
 }
 
-/// Marker for a list of several columns.
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum Many {}
-
-/// One column or a tuple of columns of table `T`, as `update_only` takes them.
-pub trait ColumnSet<T, M> {
-    #[doc(hidden)]
-    fn column_names(&self) -> Vec<&'static str>;
-}
-
-impl<C: Column> ColumnSet<C::Table, ColumnElement> for C {
+impl<C: Column> Columns<C::Table, ColumnElement> for C {
     fn column_names(&self) -> Vec<&'static str> {
         vec![C::NAME]
     }
@@ -243,7 +257,7 @@ impl<C: Column> ColumnSet<C::Table, ColumnElement> for C {
 
 macro_rules! tuple_column_set {
     ($($C:ident . $idx:tt),+) => {
-        impl<Tab, $($C),+> ColumnSet<Tab, Many> for ($($C,)+)
+        impl<Tab, $($C),+> Columns<Tab, Many> for ($($C,)+)
         where
             $($C: Column<Table = Tab>,)+
         {
@@ -254,4 +268,4 @@ macro_rules! tuple_column_set {
     };
 }
 
-super::values::all_tuples!(tuple_column_set);
+crate::rows::all_tuples!(tuple_column_set);

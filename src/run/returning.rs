@@ -1,0 +1,149 @@
+//! [`Returning`]: what the terminals can return, and the loaders of the statements they run.
+
+use crate::query_builder::nodes::{
+    BulkUpsert, FetchExisting, FetchKept, Inserted, UpsertReturning,
+};
+use crate::query_builder::statement::UpsertStatement;
+use diesel::connection::LoadConnection;
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::{Expression, QueryMetadata};
+use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
+use diesel::query_dsl::{CompatibleType, RunQueryDsl};
+use diesel::result::OptionalExtension;
+use diesel::sql_types::{Integer, Nullable};
+use diesel::{Connection, QueryResult};
+
+/// A selection (`M::as_select()`, the primary key) that the terminals can return as `Out`.
+///
+/// Implemented for every Diesel expression whose rows load as `Out`; it only spells out, once,
+/// the bounds Diesel's `load` needs for the statements the terminals run (each returns the
+/// selection beside an input position and an inserted flag).
+pub trait Returning<Out>: Load<Out> {}
+
+impl<Sel: Load<Out>, Out> Returning<Out> for Sel {}
+
+/// The loaders behind [`Returning`], one per kind of statement: sealed, so that the statement
+/// types stay private.
+pub trait Load<Out>: Expression + QueryFragment<Pg> + Sized {
+    /// `INSERT … RETURNING <selection>, <inserted flag>`.
+    fn load_single<S, C>(
+        query: UpsertReturning<'_, S, (Self, Inserted)>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(Out, Option<bool>)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+
+    /// The row one input row's key names.
+    fn load_existing<S, C>(
+        query: FetchExisting<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Option<Out>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+
+    /// The rows a bulk upsert wrote, each with its input position.
+    fn load_bulk<S, C>(
+        query: BulkUpsert<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<Written<Out>>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+
+    /// The rows the keys of some input rows name, each with its input position.
+    fn load_kept<S, C>(query: FetchKept<'_, S, Self>, conn: &mut C) -> QueryResult<Vec<(i32, Out)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection;
+}
+
+/// A row a bulk upsert wrote: its input position (NULL when its stored key matches no input
+/// key), the selection, the inserted flag.
+pub(crate) type Written<Out> = (Option<i32>, Out, Option<bool>);
+
+/// The SQL type of a row of one of the statements: the selection `ST` between a tag before it
+/// (`Before`) and one after it (`After`).
+type Tagged<Before, ST, After> = (Before, ST, After);
+
+impl<Sel, Out> Load<Out> for Sel
+where
+    Sel: Expression + QueryFragment<Pg>,
+    Sel::SqlType: CompatibleType<Out, Pg>,
+    Pg: QueryMetadata<Sel::SqlType>,
+    Out: FromSqlRow<<Sel::SqlType as CompatibleType<Out, Pg>>::SqlType, Pg> + 'static,
+    <Sel::SqlType as CompatibleType<Out, Pg>>::SqlType: 'static,
+    (Sel::SqlType, Nullable<diesel::sql_types::Bool>): CompatibleType<(Out, Option<bool>), Pg>,
+    Pg: QueryMetadata<(Sel::SqlType, Nullable<diesel::sql_types::Bool>)>,
+    (Out, Option<bool>): FromSqlRow<
+            <(Sel::SqlType, Nullable<diesel::sql_types::Bool>) as CompatibleType<
+                (Out, Option<bool>),
+                Pg,
+            >>::SqlType,
+            Pg,
+        > + 'static,
+    <(Sel::SqlType, Nullable<diesel::sql_types::Bool>) as CompatibleType<(Out, Option<bool>), Pg>>::SqlType:
+        'static,
+    Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>>:
+        CompatibleType<(Option<i32>, Out, Option<bool>), Pg>,
+    Pg: QueryMetadata<Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>>>,
+    (Option<i32>, Out, Option<bool>): FromSqlRow<
+            <Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>> as CompatibleType<
+                (Option<i32>, Out, Option<bool>),
+                Pg,
+            >>::SqlType,
+            Pg,
+        > + 'static,
+    <Tagged<Nullable<Integer>, Sel::SqlType, Nullable<diesel::sql_types::Bool>> as CompatibleType<
+        (Option<i32>, Out, Option<bool>),
+        Pg,
+    >>::SqlType: 'static,
+    (Integer, Sel::SqlType): CompatibleType<(i32, Out), Pg>,
+    Pg: QueryMetadata<(Integer, Sel::SqlType)>,
+    (i32, Out): FromSqlRow<<(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType, Pg>
+        + 'static,
+    <(Integer, Sel::SqlType) as CompatibleType<(i32, Out), Pg>>::SqlType: 'static,
+{
+    fn load_single<S, C>(
+        query: UpsertReturning<'_, S, (Self, Inserted)>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<(Out, Option<bool>)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.load(conn)
+    }
+
+    fn load_existing<S, C>(
+        query: FetchExisting<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Option<Out>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.get_result(conn).optional()
+    }
+
+    fn load_bulk<S, C>(
+        query: BulkUpsert<'_, S, Self>,
+        conn: &mut C,
+    ) -> QueryResult<Vec<Written<Out>>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.load(conn)
+    }
+
+    fn load_kept<S, C>(query: FetchKept<'_, S, Self>, conn: &mut C) -> QueryResult<Vec<(i32, Out)>>
+    where
+        S: UpsertStatement,
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        query.load(conn)
+    }
+}
