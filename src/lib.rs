@@ -48,22 +48,24 @@
 //!   chunked below 65 535 binds, all in one transaction.
 //! - [`sql_types::Hstore`], [`HstoreMap`] and [`HstoreExpressionMethods::key`]: hstore columns,
 //!   hstore-key conflict targets and [`hstore`] migration helpers.
-//! - [`pool`] and [`retry`]: an r2d2 pool with upsert-friendly defaults, and retries for
+//! - `pool` (feature `r2d2`) and [`retry`]: an r2d2 pool with upsert-friendly defaults, and retries for
 //!   serialization failures and deadlocks.
 //! - Typed [`Error`]s: no matching unique index (with the `CREATE UNIQUE INDEX` that would
 //!   match), invalid targets.
 //!
 //! ## Crate features
 //!
-//! - `r2d2` (default): the [`pool`] module (a `PgPool` builder with defaults for upsert
-//!   workloads) and [`Error::Pool`] for r2d2's checkout errors. The terminals themselves accept
+//! - `r2d2` (default): the `pool` module (a `PgPool` builder with defaults for upsert
+//!   workloads) and `Error::Pool` for r2d2's checkout errors. The terminals themselves accept
 //!   any `Connection<Backend = Pg>`, so pooled connections work whenever Diesel's own `r2d2`
 //!   feature is on.
+
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
 mod error;
 pub mod hstore;
+mod literal;
 mod plan;
 #[cfg(feature = "r2d2")]
 pub mod pool;
@@ -71,6 +73,7 @@ mod query_builder;
 pub mod retry;
 mod rows;
 mod run;
+mod schema;
 mod spec;
 mod target;
 mod upsert;

@@ -1,7 +1,7 @@
 //! The connection-free part of a bulk call: which input rows share a key, which row of each key
 //! is sent and in what order, and how the rows that come back (each tagged with its input
 //! position) fill the results. Nothing here sees a connection or SQL: the driver
-//! (`crate::run::bulk`) sends the statements and hands their rows to [`Results`].
+//! (`run::bulk`) sends the statements and hands their rows to [`Results`].
 
 use crate::error::{Error, Result};
 use crate::spec::{DuplicateKeys, Outcome};

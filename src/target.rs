@@ -6,7 +6,7 @@
 //! implement one trait for both `C: Column` and tuples).
 
 use crate::error::BuildError;
-use crate::query_builder::literal::quote_literal;
+use crate::literal::quote_literal;
 use diesel::pg::Pg;
 use diesel::query_builder::AstPass;
 use diesel::result::QueryResult;

@@ -1,9 +1,10 @@
 //! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`.
 
 use crate::error::{Error, Result};
-use crate::query_builder::literal::{self, column_names_of, leading_identifier, split_top_level};
-use crate::query_builder::statement::{
-    NoUpdateCondition, NoUpdateValues, OnConflictDo, UpdateCondition, UpdateValues, UpsertStatement,
+use crate::literal::{self, column_names_of, leading_identifier, split_top_level};
+use crate::query_builder::statement::{OnConflictDo, UpsertStatement};
+use crate::query_builder::update::{
+    NoUpdateCondition, NoUpdateValues, UpdateCondition, UpdateValues,
 };
 use crate::rows::{BatchRows, Records, SingleRow};
 use crate::run::returning::Returning;

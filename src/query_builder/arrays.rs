@@ -12,7 +12,7 @@
 //! (`ColumnArrays::retype`). Values that are SQL expressions, or of types without an array
 //! type (arrays themselves, records), are not plain; such rows go as a `VALUES` list.
 
-use super::literal::NoTypeLookup;
+use crate::literal::NoTypeLookup;
 use crate::rows::{RowValues, ValueOf, ValuesOf};
 use diesel::pg::{Pg, PgTypeMetadata};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;

@@ -1,235 +1,31 @@
-//! The statements of a bulk call, and of a single-row read-back. Every comparison of an input
-//! key with a stored one is made by PostgreSQL, with the key cast to the column's own type and
-//! collation (`CAST("sku" AS citext)`, `CAST("price" AS numeric(10,2))`), so it agrees with the
-//! unique index: rows are paired with their input by an ordinal the statement carries, never by
-//! comparing key bytes in Rust.
+//! The statements of a bulk call. Every comparison of an input key with a stored one is made by
+//! PostgreSQL, with the key cast to the column's own type and collation (`super::keys`), so it
+//! agrees with the unique index: rows are paired with their input by an ordinal the statement
+//! carries, never by comparing key bytes in Rust.
 //!
 //! - [`GroupKeys`]: which input rows share a key, and the key order (`dense_rank()`).
 //! - [`BulkUpsert`]: `INSERT … ON CONFLICT … RETURNING`, each written row joined back to its
 //!   input row's ordinal.
 //! - [`FetchKept`]: the rows a conflict left in place, by the keys of their input rows.
-//! - [`UpsertReturning`]: one row (or rows without a key) `INSERT … VALUES … RETURNING`.
-//! - [`FetchExisting`]: the row a conflict left in place, by the key of one input row.
 //!
 //! The types are `pub` only to appear in the bounds of [`Returning`](crate::Returning); this
 //! module is private, so no user can name them.
 
 use super::arrays::ColumnArrays;
-use super::literal::quote_literal;
+use super::keys::{
+    key_name, walk_cast, walk_inserted_flag, KeyShape, INPUT, INSERTED, LOCKED, ORDINAL, ROW, SAME,
+    UPSERTED,
+};
 use super::statement::UpsertStatement;
 use crate::rows::RowValues;
-use crate::run::catalog::{Catalog, ColumnType, InsertedFlag};
-use crate::target::KeyPart;
+use crate::schema::{Catalog, InsertedFlag};
 use diesel::backend::Backend;
-use diesel::expression::{is_aggregate, Expression, ValidGrouping};
+use diesel::expression::Expression;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::query_dsl::RunQueryDsl;
+use diesel::query_builder::{AstPass, Query, QueryFragment};
 use diesel::result::QueryResult;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, TypeMetadata};
 use std::fmt;
-
-/// The input rows of a statement, each with its input position.
-const INPUT: &str = "__upsert_input";
-/// The source the input rows are read from (arrays or a `VALUES` list).
-const ROW: &str = "__upsert_row";
-/// Existing rows that already hold the new values (`skip_unchanged`).
-const SAME: &str = "__upsert_same";
-/// The rows an `INSERT … ON CONFLICT` wrote.
-const UPSERTED: &str = "__upserted";
-/// The rows a statement locked.
-const LOCKED: &str = "__upsert_locked";
-/// The column holding each input row's position in the caller's input.
-const ORDINAL: &str = "__upsert_ord";
-/// The column telling an inserted row from an updated one.
-const INSERTED: &str = "__upsert_inserted";
-
-/// The name of the `i`-th key column of a statement's input or output.
-fn key_name(i: usize) -> String {
-    format!("__upsert_k{i}")
-}
-
-/// What every statement of a call needs to know about its conflict key.
-#[derive(Debug)]
-pub(crate) struct KeyShape<'c> {
-    pub(crate) parts: Vec<KeyPart>,
-    /// The stored type of each part's column.
-    types: Vec<&'c ColumnType>,
-    pub(crate) catalog: &'c Catalog,
-}
-
-impl<'c> KeyShape<'c> {
-    pub(crate) fn new(parts: Vec<KeyPart>, catalog: &'c Catalog) -> crate::Result<Self> {
-        let types = parts
-            .iter()
-            .map(|p| catalog.column(p.column()))
-            .collect::<crate::Result<_>>()?;
-        Ok(KeyShape {
-            parts,
-            types,
-            catalog,
-        })
-    }
-
-    /// The distinct columns of the key, in key order.
-    pub(crate) fn columns(&self) -> Vec<&'static str> {
-        let mut columns: Vec<&'static str> = Vec::new();
-        for part in &self.parts {
-            if !columns.contains(&part.column()) {
-                columns.push(part.column());
-            }
-        }
-        columns
-    }
-
-    /// Whether comparing the bytes the client sends is the same as PostgreSQL's comparison
-    /// for this key: plain types stored as sent, byte-wise collations, no trigger that could
-    /// rewrite the key, NULLs distinct.
-    pub(crate) fn byte_exact(&self) -> bool {
-        !self.catalog.before_triggers
-            && !self.catalog.nulls_not_distinct
-            && self.types.iter().all(|t| t.byte_exact())
-    }
-
-    fn operator(&self) -> &'static str {
-        if self.catalog.nulls_not_distinct {
-            " IS NOT DISTINCT FROM "
-        } else {
-            " = "
-        }
-    }
-
-    /// `CAST("c" AS <type>) COLLATE <collation>`, or `(CAST("c" AS hstore) -> 'k')`: part
-    /// `i` of an input row's key, as the column stores and compares it.
-    /// `value` writes the part's column of the input row.
-    fn walk_input_part<'b>(
-        &self,
-        i: usize,
-        out: &mut AstPass<'_, 'b, Pg>,
-        value: impl FnOnce(&mut AstPass<'_, 'b, Pg>) -> QueryResult<()>,
-    ) -> QueryResult<()> {
-        let ty = self.types[i];
-        let part = &self.parts[i];
-        if let KeyPart::HstoreKey { .. } = part {
-            out.push_sql("(");
-        }
-        walk_cast(out, ty, value)?;
-        match part {
-            KeyPart::Column(_) => {
-                if let Some(collation) = &ty.collation {
-                    out.push_sql(" COLLATE ");
-                    out.push_sql(collation);
-                }
-            }
-            KeyPart::HstoreKey { key, .. } => {
-                out.push_sql(" -> ");
-                out.push_sql(&quote_literal(key)?);
-                out.push_sql(")");
-            }
-        }
-        Ok(())
-    }
-
-    /// `, <part 0> AS "__upsert_k0", …` of the input rows.
-    fn walk_input_keys(&self, out: &mut AstPass<'_, '_, Pg>) -> QueryResult<()> {
-        for i in 0..self.parts.len() {
-            out.push_sql(", ");
-            let column = self.parts[i].column();
-            self.walk_input_part(i, out, |out| out.push_identifier(column))?;
-            out.push_sql(" AS ");
-            out.push_identifier(&key_name(i))?;
-        }
-        Ok(())
-    }
-
-    /// `"__upsert_input"."__upsert_k0" = <part 0 of the other side> AND …`.
-    fn walk_match<'b>(
-        &self,
-        out: &mut AstPass<'_, 'b, Pg>,
-        mut other: impl FnMut(usize, &KeyPart, &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>,
-    ) -> QueryResult<()> {
-        for (i, part) in self.parts.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(" AND ");
-            }
-            out.push_identifier(INPUT)?;
-            out.push_sql(".");
-            out.push_identifier(&key_name(i))?;
-            out.push_sql(self.operator());
-            other(i, part, out)?;
-        }
-        Ok(())
-    }
-
-    /// The input key against the key of a table row.
-    fn walk_match_table<'b, S: UpsertStatement>(
-        &self,
-        statement: &'b S,
-        out: &mut AstPass<'_, 'b, Pg>,
-    ) -> QueryResult<()> {
-        self.walk_match(out, |_, part, out| {
-            part.walk_on(out, |out| statement.walk_table(out).map(|_| true))
-        })
-    }
-
-    /// The input key against the key columns `"__upsert_k0", …` of `relation`.
-    fn walk_match_named(&self, relation: &str, out: &mut AstPass<'_, '_, Pg>) -> QueryResult<()> {
-        self.walk_match(out, |i, _, out| {
-            out.push_identifier(relation)?;
-            out.push_sql(".");
-            out.push_identifier(&key_name(i))
-        })
-    }
-
-    /// `, <stored part 0> AS "__upsert_k0", …` of a table row.
-    fn walk_stored_keys<'b, S: UpsertStatement>(
-        &self,
-        statement: &'b S,
-        out: &mut AstPass<'_, 'b, Pg>,
-    ) -> QueryResult<()> {
-        for (i, part) in self.parts.iter().enumerate() {
-            out.push_sql(", ");
-            part.walk_on(out, |out| statement.walk_table(out).map(|_| true))?;
-            out.push_sql(" AS ");
-            out.push_identifier(&key_name(i))?;
-        }
-        Ok(())
-    }
-}
-
-/// `CAST(<value> AS <type>)`.
-fn walk_cast<'b>(
-    out: &mut AstPass<'_, 'b, Pg>,
-    ty: &ColumnType,
-    value: impl FnOnce(&mut AstPass<'_, 'b, Pg>) -> QueryResult<()>,
-) -> QueryResult<()> {
-    out.push_sql("CAST(");
-    value(out)?;
-    out.push_sql(" AS ");
-    out.push_sql(&ty.sql);
-    out.push_sql(")");
-    Ok(())
-}
-
-/// The expression telling an inserted row from an updated one in `RETURNING`.
-pub(crate) fn walk_inserted_flag(
-    flag: InsertedFlag,
-    primary_key: &[String],
-    out: &mut AstPass<'_, '_, Pg>,
-) -> QueryResult<()> {
-    match (flag, primary_key.first()) {
-        (InsertedFlag::Xmax, _) => out.push_sql("(xmax = 0)"),
-        (InsertedFlag::OldRow, Some(column)) => {
-            out.push_sql("(old.");
-            out.push_identifier(column)?;
-            out.push_sql(" IS NULL)");
-        }
-        (InsertedFlag::Always(true), _) => out.push_sql("true"),
-        (InsertedFlag::Always(false), _) => out.push_sql("false"),
-        (InsertedFlag::OldRow | InsertedFlag::Unknown, _) => out.push_sql("NULL::boolean"),
-    }
-    Ok(())
-}
 
 /// The input rows of a bulk statement.
 pub enum BulkRows<'q, T, R> {
@@ -647,116 +443,27 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Walk<'_, Q> {
     }
 }
 
-macro_rules! query_node {
+/// The `Debug`, `QueryId` (not static: the text holds run-time parts) and `RunQueryDsl` impls
+/// of a statement node.
+macro_rules! query_node_impls {
     ($name:ident<$($p:ident),*> $(where $($bound:tt)*)?) => {
-        impl<$($p),*> fmt::Debug for $name<'_, $($p),*> $(where $($bound)*)? {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl<$($p),*> std::fmt::Debug for $name<'_, $($p),*> $(where $($bound)*)? {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($name)).finish_non_exhaustive()
             }
         }
 
-        impl<$($p),*> QueryId for $name<'_, $($p),*> $(where $($bound)*)? {
+        impl<$($p),*> diesel::query_builder::QueryId for $name<'_, $($p),*> $(where $($bound)*)? {
             type QueryId = ();
             const HAS_STATIC_QUERY_ID: bool = false;
         }
 
-        impl<$($p,)* Conn> RunQueryDsl<Conn> for $name<'_, $($p),*> $(where $($bound)*)? {}
+        impl<$($p,)* Conn> diesel::query_dsl::RunQueryDsl<Conn> for $name<'_, $($p),*> $(where $($bound)*)? {}
     };
 }
 
-query_node!(GroupKeys<T, R>);
-query_node!(BulkUpsert<S, Sel> where S: UpsertStatement);
-query_node!(FetchKept<S, Sel> where S: UpsertStatement);
-query_node!(FetchExisting<S, Sel> where S: UpsertStatement);
-query_node!(UpsertReturning<S, R> where S: UpsertStatement);
+query_node_impls!(GroupKeys<T, R>);
+query_node_impls!(BulkUpsert<S, Sel> where S: UpsertStatement);
+query_node_impls!(FetchKept<S, Sel> where S: UpsertStatement);
 
-/// `SELECT <selection> FROM <table> WHERE <stored key> = <input key> [AND <predicate>]`: reads
-/// the row a conflict left in place, the input key cast to the column's type and collation.
-pub struct FetchExisting<'q, S: UpsertStatement, Sel> {
-    pub(crate) statement: &'q S,
-    pub(crate) row: &'q S::Row,
-    pub(crate) key: &'q KeyShape<'q>,
-    pub(crate) selection: Sel,
-    /// Lock the row: `… FOR UPDATE`.
-    pub(crate) lock: bool,
-}
-
-impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for FetchExisting<'_, S, Sel> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let statement = self.statement;
-        out.push_sql("SELECT ");
-        self.selection.walk_ast(out.reborrow())?;
-        out.push_sql(" FROM ");
-        statement.walk_table(&mut out)?;
-        out.push_sql(" WHERE ");
-        for (i, part) in self.key.parts.iter().enumerate() {
-            if i > 0 {
-                out.push_sql(" AND ");
-            }
-            part.walk_on(&mut out, |out| statement.walk_table(out).map(|_| true))?;
-            out.push_sql(self.key.operator());
-            self.key.walk_input_part(i, &mut out, |out| {
-                if !self.row.walk_value_of(part.column(), out)? {
-                    out.push_sql("NULL");
-                }
-                Ok(())
-            })?;
-        }
-        walk_and_predicate(statement.predicate(), &mut out);
-        if self.lock {
-            out.push_sql(" FOR UPDATE");
-        }
-        Ok(())
-    }
-}
-
-impl<S: UpsertStatement, Sel: Expression> Query for FetchExisting<'_, S, Sel> {
-    type SqlType = Sel::SqlType;
-}
-
-/// True for a row the statement inserted, false for one it updated; NULL where the table and
-/// server offer no exact way to tell (see [`InsertedFlag`]).
-#[derive(Debug, Clone)]
-pub struct Inserted {
-    pub(crate) flag: InsertedFlag,
-    pub(crate) primary_key: Vec<String>,
-}
-
-impl Expression for Inserted {
-    type SqlType = Nullable<Bool>;
-}
-
-impl ValidGrouping<()> for Inserted {
-    type IsAggregate = is_aggregate::Never;
-}
-
-impl QueryFragment<Pg> for Inserted {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        walk_inserted_flag(self.flag, &self.primary_key, &mut out)
-    }
-}
-
-impl QueryId for Inserted {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-/// The upsert of some rows with a `RETURNING` clause.
-pub struct UpsertReturning<'q, S: UpsertStatement, R> {
-    pub(crate) statement: &'q S,
-    pub(crate) rows: Vec<&'q S::Row>,
-    pub(crate) returning: R,
-    /// `DO NOTHING` whatever the builder's action.
-    pub(crate) do_nothing: bool,
-}
-
-impl<S: UpsertStatement, R: QueryFragment<Pg>> QueryFragment<Pg> for UpsertReturning<'_, S, R> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.statement
-            .walk_upsert(&self.rows, Some(&self.returning), self.do_nothing, out)
-    }
-}
-
-impl<S: UpsertStatement, R: Expression> Query for UpsertReturning<'_, S, R> {
-    type SqlType = R::SqlType;
-}
+pub(crate) use query_node_impls;

@@ -1,6 +1,7 @@
 //! The statement node behind `on_conflict_do` and the queries the terminals run.
 
 use super::nodes::BulkRows;
+use super::update::{NoUpdateCondition, NoUpdateValues, UpdateSet, UpdateWhere};
 use crate::error::BuildError;
 use crate::rows::{Records, RowValues};
 use crate::spec::{ConflictAction, DuplicateKeys};
@@ -48,84 +49,6 @@ impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
             .field("skip_unchanged", &self.skip_unchanged)
             .field("duplicate_keys", &self.duplicate_keys)
             .finish_non_exhaustive()
-    }
-}
-
-/// No `update_values` given.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoUpdateValues;
-
-/// The changeset given to `update_values`, with the columns it assigns.
-#[derive(Debug, Clone)]
-pub struct UpdateValues<CS> {
-    pub(crate) changeset: CS,
-    pub(crate) columns: Vec<String>,
-}
-
-/// No `update_condition` given.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoUpdateCondition;
-
-/// The expression given to `update_condition`.
-#[derive(Debug, Clone)]
-pub struct UpdateCondition<E>(pub(crate) E);
-
-/// The `update_values` part of the builder.
-pub trait UpdateSet {
-    /// The columns the changeset assigns.
-    fn columns(&self) -> &[String];
-    /// Writes `"col" = expr, …`; returns `false` when there is nothing to write.
-    fn walk_set<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<bool>;
-}
-
-impl UpdateSet for NoUpdateValues {
-    fn columns(&self) -> &[String] {
-        &[]
-    }
-    fn walk_set<'b>(&'b self, _: &mut AstPass<'_, 'b, Pg>) -> QueryResult<bool> {
-        Ok(false)
-    }
-}
-
-impl<CS: QueryFragment<Pg>> UpdateSet for UpdateValues<CS> {
-    fn columns(&self) -> &[String] {
-        &self.columns
-    }
-    fn walk_set<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<bool> {
-        if self.columns.is_empty() {
-            return Ok(false);
-        }
-        self.changeset.walk_ast(out.reborrow())?;
-        Ok(true)
-    }
-}
-
-/// The `update_condition` part of the builder.
-pub trait UpdateWhere {
-    /// Whether there is a condition.
-    fn is_present(&self) -> bool;
-    /// Writes the condition.
-    fn walk_condition<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
-}
-
-impl UpdateWhere for NoUpdateCondition {
-    fn is_present(&self) -> bool {
-        false
-    }
-    fn walk_condition<'b>(&'b self, _: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        Ok(())
-    }
-}
-
-impl<E: QueryFragment<Pg>> UpdateWhere for UpdateCondition<E> {
-    fn is_present(&self) -> bool {
-        true
-    }
-    fn walk_condition<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("(");
-        self.0.walk_ast(out.reborrow())?;
-        out.push_sql(")");
-        Ok(())
     }
 }
 
@@ -373,7 +296,7 @@ where
     }
 
     fn table_sql(&self) -> String {
-        super::literal::render(&self.from)
+        crate::literal::render(&self.from)
             .map(|(sql, _)| sql)
             .unwrap_or_default()
     }

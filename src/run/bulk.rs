@@ -5,17 +5,18 @@
 //! input row by the ordinal the statement carried.
 
 use crate::error::{Error, Result};
+use crate::literal::{count_binds, render};
 use crate::plan::{self, Results, ATTEMPTS};
 use crate::query_builder::arrays::{ArraySource, ColumnArrays};
-use crate::query_builder::literal::{count_binds, render};
-use crate::query_builder::nodes::{
-    BulkRows, BulkUpsert, FetchKept, GroupKeys, Inserted, KeyShape, UpsertReturning,
-};
+use crate::query_builder::keys::KeyShape;
+use crate::query_builder::nodes::{BulkRows, BulkUpsert, FetchKept, GroupKeys};
+use crate::query_builder::single::{Inserted, UpsertReturning};
 use crate::query_builder::statement::{consistent_columns, UpsertStatement};
 use crate::rows::{RowValues, ValueOf, ValuesOf};
+use crate::run::catalog;
 use crate::run::catalog::classify_error;
-use crate::run::catalog::{self, Catalog, InsertedFlag};
 use crate::run::returning::Returning;
+use crate::schema::{Catalog, InsertedFlag};
 use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
 use crate::target::KeyPart;
 use diesel::connection::LoadConnection;

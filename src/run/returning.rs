@@ -1,8 +1,7 @@
 //! [`Returning`]: what the terminals can return, and the loaders of the statements they run.
 
-use crate::query_builder::nodes::{
-    BulkUpsert, FetchExisting, FetchKept, Inserted, UpsertReturning,
-};
+use crate::query_builder::nodes::{BulkUpsert, FetchKept};
+use crate::query_builder::single::{FetchExisting, Inserted, UpsertReturning};
 use crate::query_builder::statement::UpsertStatement;
 use diesel::connection::LoadConnection;
 use diesel::deserialize::FromSqlRow;

@@ -2,12 +2,14 @@
 
 use crate::error::Result;
 use crate::plan::ATTEMPTS;
-use crate::query_builder::nodes::{FetchExisting, KeyShape, UpsertReturning};
+use crate::query_builder::keys::KeyShape;
+use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::run::bulk::{check_returnable, inserted, not_found, Method};
-use crate::run::catalog::{self, classify_error, InsertedFlag};
+use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
+use crate::schema::InsertedFlag;
 use crate::spec::Outcome;
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
