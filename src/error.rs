@@ -1,7 +1,5 @@
 //! The error type of every fallible call in this crate.
 
-use std::fmt;
-
 /// Result type of this crate: `Result<T, diesel_upsert::Error>` unless given another error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -93,6 +91,12 @@ pub enum Error {
 }
 
 impl Error {
+    pub(crate) fn invalid_target(reason: impl Into<String>) -> Self {
+        Error::InvalidTarget {
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn internal(reason: impl Into<String>) -> Self {
         Error::Internal {
             reason: reason.into(),
@@ -114,67 +118,26 @@ impl Error {
     }
 }
 
-/// An error raised while the SQL is written (inside `walk_ast`), carried through Diesel as a
-/// `QueryBuilderError` and turned back into the matching [`Error`] variant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BuildError {
-    InvalidTarget(String),
-    InconsistentColumns {
-        row: usize,
-        expected: Vec<String>,
-        found: Vec<String>,
-    },
-}
+// Errors raised while the SQL is written (inside `walk_ast`) travel through Diesel as a
+// `QueryBuilderError` holding this crate's `Error`, and come out as that `Error` again.
 
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildError::InvalidTarget(reason) => write!(f, "invalid conflict target: {reason}"),
-            BuildError::InconsistentColumns { row, .. } => {
-                write!(f, "row {row} supplies other columns than row 0")
-            }
-        }
-    }
-}
-
-impl std::error::Error for BuildError {}
-
-impl BuildError {
-    pub(crate) fn invalid_target(reason: impl Into<String>) -> Self {
-        BuildError::InvalidTarget(reason.into())
-    }
-}
-
-impl From<BuildError> for diesel::result::Error {
-    fn from(e: BuildError) -> Self {
-        diesel::result::Error::QueryBuilderError(Box::new(e))
-    }
-}
-
-impl From<BuildError> for Error {
-    fn from(e: BuildError) -> Self {
+impl From<Error> for diesel::result::Error {
+    fn from(e: Error) -> Self {
         match e {
-            BuildError::InvalidTarget(reason) => Error::InvalidTarget { reason },
-            BuildError::InconsistentColumns {
-                row,
-                expected,
-                found,
-            } => Error::InconsistentColumns {
-                row,
-                expected,
-                found,
-            },
+            Error::Query(e) => e,
+            other => diesel::result::Error::QueryBuilderError(Box::new(other)),
         }
     }
 }
 
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
-        if let diesel::result::Error::QueryBuilderError(inner) = &e {
-            if let Some(build) = inner.downcast_ref::<BuildError>() {
-                return build.clone().into();
-            }
+        match e {
+            diesel::result::Error::QueryBuilderError(inner) => match inner.downcast::<Error>() {
+                Ok(error) => *error,
+                Err(inner) => Error::Query(diesel::result::Error::QueryBuilderError(inner)),
+            },
+            e => Error::Query(e),
         }
-        Error::Query(e)
     }
 }

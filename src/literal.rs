@@ -5,7 +5,7 @@
 //! executions of a prepared statement and fails once PostgreSQL switches to a generic plan, so
 //! hstore keys and predicate values are written as literals — always through [`quote_literal`].
 
-use crate::error::BuildError;
+use crate::error::Error;
 use diesel::pg::{Pg, PgMetadataLookup, PgTypeMetadata};
 use diesel::query_builder::{QueryBuilder, QueryFragment};
 use diesel::result::QueryResult;
@@ -17,9 +17,9 @@ use diesel::result::QueryResult;
 /// backslashes doubled, the only form PostgreSQL reads the same way under both settings (this
 /// is what PostgreSQL's own `quote_literal` does). A NUL byte cannot be part of a PostgreSQL
 /// string and is an error.
-pub(crate) fn quote_literal(value: &str) -> Result<String, BuildError> {
+pub(crate) fn quote_literal(value: &str) -> Result<String, Error> {
     if value.contains('\0') {
-        return Err(BuildError::invalid_target(format!(
+        return Err(Error::invalid_target(format!(
             "the literal {value:?} contains a NUL byte, which PostgreSQL text cannot hold"
         )));
     }
@@ -42,14 +42,14 @@ pub(crate) fn quote_literal(value: &str) -> Result<String, BuildError> {
 /// Quotes `name` as a PostgreSQL identifier: in double quotes, double quotes doubled. Used
 /// where SQL text is produced without Diesel's query builder (migration helpers). An empty name
 /// or a NUL byte is an error.
-pub(crate) fn quote_identifier(name: &str) -> Result<String, BuildError> {
+pub(crate) fn quote_identifier(name: &str) -> Result<String, Error> {
     if name.is_empty() {
-        return Err(BuildError::invalid_target(
+        return Err(Error::invalid_target(
             "an identifier cannot be empty in PostgreSQL",
         ));
     }
     if name.contains('\0') {
-        return Err(BuildError::invalid_target(format!(
+        return Err(Error::invalid_target(format!(
             "the identifier {name:?} contains a NUL byte, which PostgreSQL text cannot hold"
         )));
     }
@@ -252,11 +252,9 @@ impl PgMetadataLookup for NoTypeLookup {
 /// Used for `index_predicate`, which PostgreSQL must match against the predicate of a partial
 /// unique index while planning: a bind parameter there breaks generic plans. Supported bind
 /// types: bool, the integer types, float4/float8, text/varchar/bpchar/name, uuid, and NULL.
-pub(crate) fn inline_binds<F: QueryFragment<Pg> + ?Sized>(
-    fragment: &F,
-) -> Result<String, BuildError> {
+pub(crate) fn inline_binds<F: QueryFragment<Pg> + ?Sized>(fragment: &F) -> Result<String, Error> {
     let (sql, binds) = render(fragment).map_err(|e| {
-        BuildError::invalid_target(format!("cannot write the index predicate as SQL: {e}"))
+        Error::invalid_target(format!("cannot write the index predicate as SQL: {e}"))
     })?;
     let literals = binds
         .binds
@@ -275,16 +273,16 @@ pub(crate) fn inline_binds<F: QueryFragment<Pg> + ?Sized>(
         },
     });
     match missing {
-        Some(n) => Err(BuildError::invalid_target(format!(
+        Some(n) => Err(Error::invalid_target(format!(
             "the index predicate refers to bind parameter ${n}, which it does not bind"
         ))),
         None => Ok(out),
     }
 }
 
-fn bind_literal(value: Option<&[u8]>, metadata: &PgTypeMetadata) -> Result<String, BuildError> {
+fn bind_literal(value: Option<&[u8]>, metadata: &PgTypeMetadata) -> Result<String, Error> {
     let oid = metadata.oid().map_err(|e| {
-        BuildError::invalid_target(format!(
+        Error::invalid_target(format!(
             "index predicate values of a type looked up by name cannot be written as literals ({e}); \
              write the value with `diesel::dsl::sql` instead"
         ))
@@ -293,12 +291,12 @@ fn bind_literal(value: Option<&[u8]>, metadata: &PgTypeMetadata) -> Result<Strin
         return Ok("NULL".to_owned());
     };
     let unsupported = || {
-        BuildError::invalid_target(format!(
+        Error::invalid_target(format!(
             "index predicate values of type oid {oid} cannot be written as literals; \
              supported: bool, int2/int4/int8, float4/float8, text/varchar/bpchar/name, uuid"
         ))
     };
-    let fixed = |n: usize| -> Result<&[u8], BuildError> {
+    let fixed = |n: usize| -> Result<&[u8], Error> {
         if bytes.len() == n {
             Ok(bytes)
         } else {
@@ -389,7 +387,7 @@ mod tests {
     fn a_nul_byte_is_rejected() {
         assert!(matches!(
             quote_literal("a\0b"),
-            Err(BuildError::InvalidTarget(_))
+            Err(Error::InvalidTarget { .. })
         ));
     }
 

@@ -1,7 +1,7 @@
 //! What the crate knows about a table from PostgreSQL's catalog (read by `run::catalog`): plain
 //! data, used by the SQL nodes and the drivers alike.
 
-use crate::error::{BuildError, Error, Result};
+use crate::error::{Error, Result};
 use crate::target::{KeyPart, Target};
 
 /// A column's type as PostgreSQL stores it.
@@ -71,10 +71,9 @@ impl Catalog {
                     .find(|c| **c == name)
                     .map(|c| KeyPart::Column(c))
                     .ok_or_else(|| {
-                        BuildError::invalid_target(format!(
+                        Error::invalid_target(format!(
                             "constraint {constraint:?} covers column {name:?}, which the insert does not supply"
                         ))
-                        .into()
                     })
             })
             .collect()

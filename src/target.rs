@@ -5,7 +5,7 @@
 //! lets the compiler tell a column from a tuple of columns (a crate other than Diesel cannot
 //! implement one trait for both `C: Column` and tuples).
 
-use crate::error::BuildError;
+use crate::error::Error;
 use crate::literal::quote_literal;
 use diesel::pg::Pg;
 use diesel::query_builder::AstPass;
@@ -123,7 +123,7 @@ impl Target {
         }
     }
 
-    pub(crate) fn check(&self) -> Result<(), BuildError> {
+    pub(crate) fn check(&self) -> Result<(), Error> {
         if let TargetKind::Parts(parts) = &self.0 {
             for part in parts {
                 if let KeyPart::HstoreKey { key, .. } = part {

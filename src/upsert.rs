@@ -170,7 +170,10 @@ where
         P: Expression + AppearsOnTable<T> + QueryFragment<Pg>,
         P::SqlType: BoolOrNullableBool,
     {
-        self.predicate = Some(literal::inline_binds(&predicate));
+        self.predicate = Some(literal::inline_binds(&predicate).map_err(|e| match e {
+            Error::InvalidTarget { reason } => reason,
+            other => other.to_string(),
+        }));
         self
     }
 

@@ -1,6 +1,6 @@
 //! Migration helpers: the SQL of unique indexes on keys and of required-key constraints.
 
-use crate::error::{BuildError, Result};
+use crate::error::{Error, Result};
 use crate::literal::{quote_identifier, quote_literal};
 
 // Migration helpers
@@ -120,9 +120,9 @@ fn key_expressions(
     table: &str,
     column: &str,
     keys: &[&str],
-) -> std::result::Result<(String, Vec<String>), BuildError> {
+) -> std::result::Result<(String, Vec<String>), Error> {
     if keys.is_empty() {
-        return Err(BuildError::invalid_target(
+        return Err(Error::invalid_target(
             "an hstore index or constraint needs at least one key",
         ));
     }
@@ -130,7 +130,7 @@ fn key_expressions(
     let key_sql = keys
         .iter()
         .map(|key| Ok(format!("({column_sql} -> {})", quote_literal(key)?)))
-        .collect::<std::result::Result<_, BuildError>>()?;
+        .collect::<std::result::Result<_, Error>>()?;
     Ok((quote_identifier(table)?, key_sql))
 }
 

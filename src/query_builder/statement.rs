@@ -2,7 +2,7 @@
 
 use super::nodes::BulkRows;
 use super::update::{NoUpdateCondition, NoUpdateValues, UpdateSet, UpdateWhere};
-use crate::error::BuildError;
+use crate::error::Error;
 use crate::rows::{Records, RowValues};
 use crate::spec::{ConflictAction, DuplicateKeys};
 use crate::target::Target;
@@ -31,7 +31,8 @@ pub struct OnConflictDo<T: Table, U, Op, V = NoUpdateValues, W = NoUpdateConditi
     pub(crate) target: Target,
     pub(crate) action: ConflictAction,
     pub(crate) primary_key: Vec<String>,
-    pub(crate) predicate: Option<Result<String, BuildError>>,
+    /// The index predicate as SQL text, or why it cannot be written (reported by the terminal).
+    pub(crate) predicate: Option<Result<String, String>>,
     pub(crate) update_only: Option<Vec<&'static str>>,
     pub(crate) update_values: V,
     pub(crate) condition: W,
@@ -354,10 +355,10 @@ where
     /// Rejects what cannot be written as a conflict target, before anything is written.
     fn check_target(&self) -> QueryResult<()> {
         if let Some(Err(e)) = &self.predicate {
-            return Err(e.clone().into());
+            return Err(Error::invalid_target(e.clone()).into());
         }
         if self.predicate.is_some() && self.target.constraint().is_some() {
-            return Err(BuildError::invalid_target(
+            return Err(Error::invalid_target(
                 "an index predicate cannot be combined with a named constraint: \
                  PostgreSQL only infers partial indexes from column or expression targets",
             )
@@ -411,7 +412,7 @@ where
 /// The columns every row supplies; an error naming the first row that differs from row 0.
 pub(crate) fn consistent_columns<'r, T: 'r, R: RowValues<T> + 'r>(
     mut rows: impl Iterator<Item = &'r R>,
-) -> Result<Vec<&'static str>, BuildError> {
+) -> Result<Vec<&'static str>, Error> {
     let mut columns = Vec::new();
     if let Some(first) = rows.next() {
         first.supplied_columns(&mut columns);
@@ -421,7 +422,7 @@ pub(crate) fn consistent_columns<'r, T: 'r, R: RowValues<T> + 'r>(
         found.clear();
         row.supplied_columns(&mut found);
         if found != columns {
-            return Err(BuildError::InconsistentColumns {
+            return Err(Error::InconsistentColumns {
                 row: index + 1,
                 expected: columns.iter().map(|c| c.to_string()).collect(),
                 found: found.iter().map(|c| c.to_string()).collect(),
@@ -432,8 +433,8 @@ pub(crate) fn consistent_columns<'r, T: 'r, R: RowValues<T> + 'r>(
 }
 
 /// Several rows cannot all be written as `DEFAULT VALUES`.
-fn no_columns() -> BuildError {
-    BuildError::invalid_target("a bulk insert needs at least one column that every row supplies")
+fn no_columns() -> Error {
+    Error::invalid_target("a bulk insert needs at least one column that every row supplies")
 }
 
 fn push_identifiers(

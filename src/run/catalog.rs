@@ -7,7 +7,7 @@
 //! statement cache, the cache assumes the schema of a table does not change under a running
 //! program. Restart after changing a conflict key's type, collation or triggers.
 
-use crate::error::{BuildError, Error, Result};
+use crate::error::{Error, Result};
 use crate::literal;
 use crate::query_builder::statement::UpsertStatement;
 use crate::schema::{Catalog, ColumnType};
@@ -123,10 +123,9 @@ where
     );
     let exclusion = first.constraint_type.as_deref() == Some("x");
     if let (Some(constraint), None) = (target.constraint(), &first.constraint_type) {
-        return Err(BuildError::invalid_target(format!(
+        return Err(Error::invalid_target(format!(
             "constraint {constraint:?} does not exist on {table}"
-        ))
-        .into());
+        )));
     }
     let mut constraint_columns: Vec<(i32, String)> = rows
         .iter()
