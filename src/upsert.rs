@@ -314,7 +314,7 @@ where
         C: Connection<Backend = Pg> + LoadConnection,
         PrimaryKey<T>: Returning<Pk>,
     {
-        crate::run::single::run(&self, conn, || self.table.primary_key(), false).map(|(pk, _)| pk)
+        crate::run::sync::single(&self, conn, || self.table.primary_key(), false).map(|(pk, _)| pk)
     }
 
     /// Runs the upsert and returns the inserted, updated or existing row as `M` (any
@@ -330,7 +330,7 @@ where
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
     {
-        crate::run::single::run(&self, conn, M::as_select, false).map(|(model, _)| model)
+        crate::run::sync::single(&self, conn, M::as_select, false).map(|(model, _)| model)
     }
 
     /// Like [`insert_and_get`](Self::insert_and_get), and tells whether the row was inserted,
@@ -341,7 +341,7 @@ where
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
     {
-        let (model, outcome) = crate::run::single::run(&self, conn, M::as_select, true)?;
+        let (model, outcome) = crate::run::sync::single(&self, conn, M::as_select, true)?;
         Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))
     }
 }
@@ -361,7 +361,7 @@ where
         PrimaryKey<T>: Returning<Pk>,
         Pk: Clone,
     {
-        let rows = crate::run::bulk::run(&self, conn, || self.table.primary_key(), false)?;
+        let rows = crate::run::sync::bulk(&self, conn, || self.table.primary_key(), false)?;
         Ok(rows.into_iter().map(|(pk, _)| pk).collect())
     }
 
@@ -374,7 +374,7 @@ where
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
     {
-        let rows = crate::run::bulk::run(&self, conn, M::as_select, false)?;
+        let rows = crate::run::sync::bulk(&self, conn, M::as_select, false)?;
         Ok(rows.into_iter().map(|(model, _)| model).collect())
     }
 
@@ -400,7 +400,7 @@ where
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
     {
-        crate::run::bulk::run(&self, conn, M::as_select, true)?
+        crate::run::sync::bulk(&self, conn, M::as_select, true)?
             .into_iter()
             .map(|(model, outcome)| {
                 Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))

@@ -1,8 +1,7 @@
 //! The drivers: what runs the statements of a call on a connection. Everything here takes a
-//! `diesel::Connection`; the SQL nodes and the pairing of rows live below (`query_builder`,
-//! `plan`) and know no connection.
+//! `diesel::Connection`; what a call sends and what the rows mean is decided in `plan`, the SQL
+//! is written in `query_builder`, and neither knows a connection.
 
-pub(crate) mod bulk;
 pub(crate) mod catalog;
 pub(crate) mod returning;
-pub(crate) mod single;
+pub(crate) mod sync;

@@ -1,17 +1,11 @@
-//! The connection-free part of a bulk call: which input rows share a key, which row of each key
-//! is sent and in what order, and how the rows that come back (each tagged with its input
-//! position) fill the results. Nothing here sees a connection or SQL: the driver
-//! (`run::bulk`) sends the statements and hands their rows to [`Results`].
+//! Which input rows share a key, which row of each key is sent and in what order, and how the
+//! rows that come back (each tagged with its input position) fill the results.
 
 use crate::error::{Error, Result};
 use crate::spec::{DuplicateKeys, Outcome};
 
-/// How many times rows whose existing row vanished before it could be read (deleted by another
-/// transaction between the upsert and the read) are sent again.
-pub(crate) const ATTEMPTS: usize = 3;
-
 /// The rows of one call, arranged by key.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Groups {
     /// The input positions of the rows sent, one per key, in key order.
     pub(crate) sent: Vec<usize>,

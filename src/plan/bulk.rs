@@ -1,0 +1,371 @@
+//! The plan of a bulk call, as a state machine.
+//!
+//! 1. **Group** (unless the keys' bytes compare exactly): all rows' keys in one statement, ranked
+//!    by PostgreSQL. The driver sends it before the call's transaction, so that rejected input
+//!    writes nothing.
+//! 2. Per attempt, over the rows of one per key not yet resolved, in key order:
+//!    - one statement per chunk: **Upsert**, then **Fetch** the rows a conflict left in place;
+//!    - or, where no inserted flag can be returned (a partitioned table before PostgreSQL 18,
+//!      outcomes asked for): **Upsert** with `DO NOTHING` (inserts), **Fetch** with a lock (the
+//!      rows that exist), **Upsert** of the locked rows (updates).
+//!
+//!    Rows neither written nor found were deleted in between and go into the next attempt.
+//! 3. **Insert** the rows whose key has a NULL (they never conflict), paired by order.
+
+use super::results::{group, rank_bytes, Groups, Results};
+use super::rows::{byte_keys, chunks, key_source, next_rows, Indexed};
+use super::{not_found, Method, ATTEMPTS};
+use crate::error::{Error, Result};
+use crate::query_builder::arrays::ArraySource;
+use crate::query_builder::keys::KeyShape;
+use crate::query_builder::nodes::BulkRows;
+use crate::rows::RowValues;
+use crate::run::returning::Written;
+use crate::schema::InsertedFlag;
+use crate::spec::{DuplicateKeys, Outcome};
+
+/// The next statement of a bulk call: the driver builds the query node for it, loads its rows
+/// and hands them back to the plan method named in each variant.
+#[derive(Debug)]
+pub(crate) enum Step<'q, T, R> {
+    /// Upsert these rows (`BulkUpsert`), then [`BulkPlan::written`].
+    Upsert {
+        rows: BulkRows<'q, T, R>,
+        flag: InsertedFlag,
+        do_nothing: bool,
+    },
+    /// Read the stored rows of these rows' keys (`FetchKept`, locked with `lock`), then
+    /// [`BulkPlan::fetched`].
+    Fetch {
+        rows: BulkRows<'q, T, R>,
+        lock: bool,
+    },
+    /// Insert these rows without a key (`UpsertReturning`), then [`BulkPlan::inserted`].
+    Insert {
+        rows: Vec<&'q R>,
+        flag: InsertedFlag,
+    },
+}
+
+/// Where a plan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the key ranks.
+    Group,
+    /// Upserting the attempt's rows (with `DO NOTHING` in the first of two phases).
+    Upsert,
+    /// Reading back the rows a conflict left in place.
+    Fetch,
+    /// Two phases: reading and locking the rows that exist.
+    Lock,
+    /// Two phases: upserting the locked rows.
+    UpdateLocked,
+    /// Inserting the rows without a key.
+    Unkeyed,
+    Done,
+}
+
+/// What a bulk plan needs to know besides its rows and key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) method: Method,
+    /// What to do with rows sharing a key (`None`: they are an error).
+    pub(crate) policy: Option<DuplicateKeys>,
+    /// Whether the caller asked for outcomes.
+    pub(crate) outcomes: bool,
+    /// The number of columns every row supplies.
+    pub(crate) columns: usize,
+    /// The binds of an upsert statement besides its rows.
+    pub(crate) fixed: usize,
+}
+
+/// A bulk call from its rows to one result per input row; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct BulkPlan<'q, T, R, Out> {
+    rows: &'q [R],
+    key_columns: &'q [&'static str],
+    method: Method,
+    policy: Option<DuplicateKeys>,
+    outcomes: bool,
+    columns: usize,
+    fixed: usize,
+    /// The table has `BEFORE` triggers, which may rewrite keys.
+    before_triggers: bool,
+    phase: Phase,
+    groups: Groups,
+    /// The rows of one per key not resolved yet, in key order.
+    pending: Vec<(usize, &'q R)>,
+    /// The rows the current phase sends, from `cursor` on.
+    queue: Vec<(usize, &'q R)>,
+    cursor: usize,
+    /// The flag of the last upsert sent.
+    flag: InsertedFlag,
+    /// The input positions of the last insert sent.
+    inserting: Vec<usize>,
+    /// Two phases: the rows read under lock.
+    locked: Vec<(i32, Out)>,
+    attempt: usize,
+    results: Results<Out>,
+    _table: std::marker::PhantomData<T>,
+}
+
+impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
+    /// A plan for `rows` with the conflict key `key`, whose columns are `key_columns`.
+    pub(crate) fn new(
+        rows: &'q [R],
+        key: &KeyShape<'_>,
+        key_columns: &'q [&'static str],
+        settings: Settings,
+    ) -> Result<Self> {
+        let Settings {
+            method,
+            policy,
+            outcomes,
+            columns,
+            fixed,
+        } = settings;
+        let mut plan = BulkPlan {
+            rows,
+            key_columns,
+            method,
+            policy,
+            outcomes,
+            columns,
+            fixed,
+            before_triggers: key.catalog.before_triggers,
+            phase: Phase::Group,
+            groups: Groups::default(),
+            pending: Vec::new(),
+            queue: Vec::new(),
+            cursor: 0,
+            flag: InsertedFlag::Xmax,
+            inserting: Vec::new(),
+            locked: Vec::new(),
+            attempt: 0,
+            results: Results::new(rows.len()),
+            _table: std::marker::PhantomData,
+        };
+        let indexed = plan.indexed();
+        if rows.is_empty() {
+            plan.phase = Phase::Done;
+        } else if let Some(keys) = byte_keys(&indexed, key) {
+            plan.ranked_positions(rank_bytes(&keys))?;
+        }
+        Ok(plan)
+    }
+
+    fn indexed(&self) -> Vec<(usize, &'q R)> {
+        self.rows.iter().enumerate().collect()
+    }
+
+    /// The rows whose keys PostgreSQL must rank (`GroupKeys`), then [`Self::ranked`]; `None`
+    /// when the plan needs no ranks.
+    pub(crate) fn grouping(&self) -> Result<Option<BulkRows<'q, T, R>>> {
+        if self.phase != Phase::Group {
+            return Ok(None);
+        }
+        key_source(&self.indexed(), self.key_columns).map(Some)
+    }
+
+    /// The key ranks PostgreSQL returned: `(input position, dense rank)`.
+    pub(crate) fn ranked(&mut self, ranks: Vec<(i32, i64)>) -> Result<()> {
+        let ranks = ranks
+            .into_iter()
+            .map(
+                |(ordinal, rank)| match (usize::try_from(ordinal), u64::try_from(rank)) {
+                    (Ok(position), Ok(rank)) => Ok((position, rank)),
+                    _ => Err(Error::internal(format!("key rank {rank} of row {ordinal}"))),
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
+        self.ranked_positions(ranks)
+    }
+
+    fn ranked_positions(&mut self, ranks: Vec<(usize, u64)>) -> Result<()> {
+        self.groups = group(self.rows.len(), ranks, self.policy)?;
+        self.pending = self
+            .groups
+            .sent
+            .iter()
+            .map(|&i| (i, &self.rows[i]))
+            .collect();
+        self.start_attempt();
+        Ok(())
+    }
+
+    fn start_attempt(&mut self) {
+        self.enter(Phase::Upsert, self.pending.clone());
+    }
+
+    fn enter(&mut self, phase: Phase, queue: Vec<(usize, &'q R)>) {
+        self.phase = phase;
+        self.queue = queue;
+        self.cursor = 0;
+    }
+
+    /// The rows of `rows` without a result yet.
+    fn unresolved(&self, rows: &Indexed<'q, R>) -> Vec<(usize, &'q R)> {
+        rows.iter()
+            .copied()
+            .filter(|(i, _)| !self.results.has(*i))
+            .collect()
+    }
+
+    /// The next statement to send, `None` when the call is complete.
+    pub(crate) fn next(&mut self) -> Result<Option<Step<'q, T, R>>> {
+        loop {
+            let rest = &self.queue[self.cursor..];
+            match self.phase {
+                Phase::Group => return Err(Error::internal("the key ranks were not read")),
+                Phase::Done => return Ok(None),
+                Phase::Upsert | Phase::UpdateLocked if !rest.is_empty() => {
+                    let source = ArraySource::Rows {
+                        columns: self.columns,
+                    };
+                    let rows = next_rows(rest, source, self.fixed)?;
+                    self.cursor += rows.len();
+                    let (flag, do_nothing) = match (self.method, self.phase) {
+                        (Method::OneStatement(flag), _) => (flag, false),
+                        (Method::TwoPhases, Phase::Upsert) => (InsertedFlag::Always(true), true),
+                        (Method::TwoPhases, _) => (InsertedFlag::Always(false), false),
+                    };
+                    self.flag = flag;
+                    return Ok(Some(Step::Upsert {
+                        rows,
+                        flag,
+                        do_nothing,
+                    }));
+                }
+                Phase::Fetch | Phase::Lock if !rest.is_empty() => {
+                    let rows = next_rows(rest, ArraySource::Columns(self.key_columns), 0)?;
+                    self.cursor += rows.len();
+                    let lock = self.phase == Phase::Lock;
+                    return Ok(Some(Step::Fetch { rows, lock }));
+                }
+                Phase::Unkeyed if !rest.is_empty() => {
+                    let chunk = chunks(rest, self.fixed)?.swap_remove(0);
+                    self.cursor += chunk.len();
+                    self.inserting = chunk.iter().map(|(i, _)| *i).collect();
+                    let flag = match self.method {
+                        Method::OneStatement(InsertedFlag::Unknown) | Method::TwoPhases => {
+                            // A row with a NULL key part cannot conflict on the target.
+                            InsertedFlag::Always(true)
+                        }
+                        Method::OneStatement(flag) => flag,
+                    };
+                    let rows = chunk.into_iter().map(|(_, row)| row).collect();
+                    return Ok(Some(Step::Insert { rows, flag }));
+                }
+                Phase::Upsert => {
+                    // Rows the upsert did not write: a conflict left them in place (or, with
+                    // `DO NOTHING` in two phases, they exist).
+                    let rest = self.unresolved(&self.pending);
+                    let next = match self.method {
+                        Method::OneStatement(_) => Phase::Fetch,
+                        Method::TwoPhases => Phase::Lock,
+                    };
+                    self.enter(next, rest);
+                }
+                Phase::Lock => {
+                    // Upsert the rows that were locked: each was updated if it comes back.
+                    let locked: Vec<usize> = self.locked.iter().map(|(o, _)| *o as usize).collect();
+                    let rows = self
+                        .unresolved(&self.pending)
+                        .into_iter()
+                        .filter(|(i, _)| locked.binary_search(i).is_ok())
+                        .collect();
+                    self.enter(Phase::UpdateLocked, rows);
+                }
+                Phase::UpdateLocked => {
+                    // A locked row the update did not return is as it was read.
+                    for (ordinal, out) in std::mem::take(&mut self.locked) {
+                        if !self.results.has(ordinal as usize) {
+                            self.results.kept(Some(ordinal), out)?;
+                        }
+                    }
+                    self.end_attempt()?;
+                }
+                Phase::Fetch => self.end_attempt()?,
+                Phase::Unkeyed => self.phase = Phase::Done,
+            }
+        }
+    }
+
+    /// Rows neither written nor found were deleted in between: send them again, a bounded
+    /// number of times; then the rows without a key.
+    fn end_attempt(&mut self) -> Result<()> {
+        self.pending = self.unresolved(&self.pending);
+        if let Some(&(position, _)) = self.pending.first() {
+            self.attempt += 1;
+            if self.attempt >= ATTEMPTS {
+                return Err(not_found(self.before_triggers, position));
+            }
+            self.start_attempt();
+        } else {
+            let unkeyed = self
+                .groups
+                .unkeyed
+                .iter()
+                .map(|&i| (i, &self.rows[i]))
+                .collect();
+            self.enter(Phase::Unkeyed, unkeyed);
+        }
+        Ok(())
+    }
+
+    /// The rows an [`Step::Upsert`] returned.
+    pub(crate) fn written(&mut self, rows: Vec<Written<Out>>) -> Result<()> {
+        for (ordinal, out, inserted) in rows {
+            // With a flag that is never NULL, NULL marks an existing row that already held the
+            // new values (`skip_unchanged`), returned as it is.
+            match (inserted, self.flag) {
+                (None, InsertedFlag::Unknown) | (Some(_), _) => {
+                    self.results.written(ordinal, out, inserted)?
+                }
+                (None, _) => self.results.kept(ordinal, out)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows a [`Step::Fetch`] returned: `(input position, row)`.
+    pub(crate) fn fetched(&mut self, rows: Vec<(i32, Out)>) -> Result<()> {
+        if self.phase == Phase::Lock {
+            self.locked.extend(rows);
+            self.locked.sort_unstable_by_key(|(ordinal, _)| *ordinal);
+            return Ok(());
+        }
+        for (ordinal, out) in rows {
+            self.results.kept(Some(ordinal), out)?;
+        }
+        Ok(())
+    }
+
+    /// The rows a [`Step::Insert`] returned, in the order of its `VALUES` list.
+    pub(crate) fn inserted(&mut self, rows: Vec<(Out, Option<bool>)>) -> Result<()> {
+        if rows.len() != self.inserting.len() {
+            return Err(Error::internal(format!(
+                "{} rows without a conflict key were sent and {} came back",
+                self.inserting.len(),
+                rows.len()
+            )));
+        }
+        for (position, (out, inserted)) in std::mem::take(&mut self.inserting).into_iter().zip(rows)
+        {
+            self.results.written_at(position, out, inserted)?;
+        }
+        Ok(())
+    }
+
+    /// One result per input row, in input order (the outcome only when asked for).
+    pub(crate) fn finish(self) -> Result<Vec<(Out, Option<Outcome>)>> {
+        if self.phase != Phase::Done {
+            return Err(Error::internal("the plan is not complete"));
+        }
+        self.results
+            .finish(&self.groups.representative, self.outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! Rows cut into statements: as column arrays when their values are plain binds, otherwise as
+//! `VALUES` lists under PostgreSQL's bind-parameter limit; and conflict keys as bytes where
+//! bytes compare exactly as PostgreSQL does.
+
+use crate::error::{Error, Result};
+use crate::literal::{count_binds, render};
+use crate::query_builder::arrays::{ArraySource, ColumnArrays};
+use crate::query_builder::keys::KeyShape;
+use crate::query_builder::nodes::{BulkRows, BulkUpsert};
+use crate::query_builder::statement::UpsertStatement;
+use crate::rows::{RowValues, ValueOf, ValuesOf};
+use crate::schema::InsertedFlag;
+use crate::target::KeyPart;
+use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
+
+/// PostgreSQL's limit on bind parameters in one statement.
+pub(crate) const MAX_BINDS: usize = 65_535;
+
+/// Rows of one call, each with its input position.
+pub(crate) type Indexed<'r, R> = [(usize, &'r R)];
+
+/// All `rows`' key columns in one statement (the ranks of one statement compare): as arrays, or
+/// as a `VALUES` list when a key holds an SQL expression.
+pub(crate) fn key_source<'r, T, R: RowValues<T>>(
+    rows: &Indexed<'r, R>,
+    key_columns: &'r [&'static str],
+) -> Result<BulkRows<'r, T, R>> {
+    if let Some(arrays) = ColumnArrays::build(rows, ArraySource::Columns(key_columns), false) {
+        if arrays.len() == rows.len() {
+            return Ok(BulkRows::Arrays(arrays));
+        }
+    }
+    let mut binds = 0;
+    for (_, row) in rows {
+        for column in key_columns {
+            binds += count_binds(&ValueOf::<R, T>::new(*row, column))?;
+        }
+    }
+    if binds > MAX_BINDS {
+        return Err(Error::unsupported(format!(
+            "the conflict keys hold SQL expressions with {binds} bind parameters in all; \
+             PostgreSQL compares keys in one statement of at most {MAX_BINDS}"
+        )));
+    }
+    Ok(BulkRows::Values(rows.to_vec()))
+}
+
+/// The conflict keys of the rows as bytes, when comparing those bytes is exactly PostgreSQL's
+/// comparison: every key part a plain bound value of the column's own type, of a type whose
+/// equality is byte equality ([`KeyShape::byte_exact`]). `None` otherwise: PostgreSQL groups
+/// the keys.
+pub(crate) fn byte_keys<T, R: RowValues<T>>(
+    rows: &Indexed<'_, R>,
+    key: &KeyShape<'_>,
+) -> Option<Vec<Option<Vec<u8>>>> {
+    if !key.byte_exact() {
+        return None;
+    }
+    let oids: Vec<u32> = key
+        .parts
+        .iter()
+        .map(|p| key.catalog.column(p.column()).map(|c| c.oid))
+        .collect::<Result<_>>()
+        .ok()?;
+    rows.iter()
+        .map(|(_, row)| {
+            let mut bytes = Vec::new();
+            for (part, oid) in key.parts.iter().zip(&oids) {
+                let KeyPart::Column(column) = part else {
+                    return None;
+                };
+                let (sql, binds) = render(&ValueOf::<R, T>::new(*row, column)).ok()?;
+                match (sql.as_str(), binds.binds.as_slice(), binds.metadata.first()) {
+                    ("", _, _) => return Some(None),
+                    ("$1", [None], _) => return Some(None),
+                    ("$1", [Some(value)], Some(metadata)) if metadata.oid().ok()? == *oid => {
+                        bytes.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                        bytes.extend_from_slice(value);
+                    }
+                    _ => return None,
+                }
+            }
+            Some(Some(bytes))
+        })
+        .collect()
+}
+
+/// The number of bind parameters a row renders (counted in its SQL text, without serializing
+/// its values).
+pub(crate) fn binds_of<T, R: RowValues<T>>(row: &R) -> Result<usize> {
+    Ok(count_binds(&ValuesOf::<R, T>::new(row))?)
+}
+
+/// Cuts `rows` into chunks whose binds, plus `fixed` binds of the statement around them, stay
+/// within PostgreSQL's limit.
+pub(crate) fn chunks<'r, T, R: RowValues<T>>(
+    mut rows: &Indexed<'r, R>,
+    fixed: usize,
+) -> Result<Vec<Vec<(usize, &'r R)>>> {
+    let mut chunks = Vec::new();
+    while !rows.is_empty() {
+        let len = chunk_len(rows, fixed)?;
+        chunks.push(rows[..len].to_vec());
+        rows = &rows[len..];
+    }
+    Ok(chunks)
+}
+
+/// How many leading rows of `rows` fit in one `VALUES` statement with `fixed` other binds.
+fn chunk_len<T, R: RowValues<T>>(rows: &Indexed<'_, R>, fixed: usize) -> Result<usize> {
+    let budget = MAX_BINDS.saturating_sub(fixed);
+    let mut used = 0;
+    for (len, &(index, row)) in rows.iter().enumerate() {
+        let binds = binds_of(row)?;
+        if binds > budget {
+            return Err(Error::unsupported(format!(
+                "row {index} alone needs {binds} bind parameters, more than PostgreSQL allows in one statement"
+            )));
+        }
+        if used + binds > budget {
+            return Ok(len);
+        }
+        used += binds;
+    }
+    Ok(rows.len())
+}
+
+/// The next rows of one statement: as arrays when the leading rows are plain values, otherwise
+/// as a `VALUES` list under the bind limit.
+pub(crate) fn next_rows<'r, T, R: RowValues<T>>(
+    rows: &Indexed<'r, R>,
+    source: ArraySource<'r>,
+    fixed: usize,
+) -> Result<BulkRows<'r, T, R>> {
+    if let Some(arrays) = ColumnArrays::build(rows, source, true) {
+        return Ok(BulkRows::Arrays(arrays));
+    }
+    let len = chunk_len(rows, fixed)?;
+    Ok(BulkRows::Values(rows[..len].to_vec()))
+}
+
+/// The binds a bulk statement has besides its rows (those of `update_values` and
+/// `update_condition`): the statement for one row minus that row's own binds.
+pub(crate) fn fixed_binds<S, Sel>(
+    statement: &S,
+    rows: &Indexed<'_, S::Row>,
+    key: &KeyShape<'_>,
+    selection: &impl Fn() -> Sel,
+) -> Result<usize>
+where
+    S: UpsertStatement,
+    Sel: QueryFragment<Pg> + diesel::Expression,
+{
+    let Some(&first) = rows.first() else {
+        return Ok(0);
+    };
+    let query = BulkUpsert {
+        statement,
+        rows: BulkRows::Values(vec![first]),
+        key,
+        selection: selection(),
+        flag: InsertedFlag::Xmax,
+        do_nothing: false,
+    };
+    let total = render(&query)?.1.binds.len();
+    Ok(total.saturating_sub(binds_of(first.1)?))
+}

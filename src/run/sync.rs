@@ -1,0 +1,165 @@
+//! The synchronous driver: walks a plan on a `diesel::Connection`, sending each step's query
+//! node and handing back what it returned. Everything a call decides is in `plan`.
+
+use crate::error::Result;
+use crate::plan::{
+    check_returnable, fixed_binds, inserted, BulkPlan, Method, Settings, SinglePlan, SingleStep,
+    Step,
+};
+use crate::query_builder::keys::KeyShape;
+use crate::query_builder::nodes::{BulkUpsert, FetchKept, GroupKeys};
+use crate::query_builder::single::{FetchExisting, UpsertReturning};
+use crate::query_builder::statement::{consistent_columns, UpsertStatement};
+use crate::rows::RowValues;
+use crate::run::catalog::{self, classify_error};
+use crate::run::returning::Returning;
+use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
+use diesel::connection::LoadConnection;
+use diesel::pg::Pg;
+use diesel::{Connection, RunQueryDsl};
+
+/// A bulk call: one result per input row, in input order (the outcome only with `outcomes`).
+pub(crate) fn bulk<S, Sel, Out, C>(
+    statement: &S,
+    conn: &mut C,
+    selection: impl Fn() -> Sel,
+    outcomes: bool,
+) -> Result<Vec<(Out, Option<Outcome>)>>
+where
+    S: UpsertStatement,
+    Sel: Returning<Out>,
+    Out: Clone,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    let rows = statement.rows();
+    let columns = consistent_columns::<S::Table, S::Row>(rows.iter())?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    statement.check()?;
+    let catalog = catalog::lookup(&statement.table_sql(), statement.target(), conn)?;
+    check_returnable(statement, &catalog)?;
+    let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
+    let key_columns = key.columns();
+    let indexed: Vec<_> = rows.iter().enumerate().collect();
+    let settings = Settings {
+        method: Method::choose(statement, &catalog, &columns, outcomes),
+        policy: statement.duplicate_keys().or(match statement.action() {
+            ConflictAction::Nothing => Some(DuplicateKeys::KeepFirst),
+            ConflictAction::Update => None,
+        }),
+        outcomes,
+        columns: columns.len(),
+        fixed: fixed_binds(statement, &indexed, &key, &selection)?,
+    };
+    let mut plan = BulkPlan::new(rows, &key, &key_columns, settings)?;
+    // Outside the transaction: input the call rejects writes nothing.
+    if let Some(rows) = plan.grouping()? {
+        plan.ranked(GroupKeys { rows, key: &key }.load(conn)?)?;
+    }
+    conn.transaction(|conn| {
+        while let Some(step) = plan.next()? {
+            let classify = |e| classify_error(statement, e);
+            match step {
+                Step::Upsert {
+                    rows,
+                    flag,
+                    do_nothing,
+                } => {
+                    let query = BulkUpsert {
+                        statement,
+                        rows,
+                        key: &key,
+                        selection: selection(),
+                        flag,
+                        do_nothing,
+                    };
+                    plan.written(Sel::load_bulk(query, conn).map_err(classify)?)?
+                }
+                Step::Fetch { rows, lock } => {
+                    let query = FetchKept {
+                        statement,
+                        rows,
+                        key: &key,
+                        selection: selection(),
+                        lock,
+                    };
+                    plan.fetched(Sel::load_kept(query, conn)?)?
+                }
+                Step::Insert { rows, flag } => {
+                    let query = UpsertReturning {
+                        statement,
+                        rows,
+                        returning: (selection(), inserted(statement, flag)),
+                        do_nothing: false,
+                    };
+                    plan.inserted(Sel::load_single(query, conn).map_err(classify)?)?
+                }
+            }
+        }
+        plan.finish()
+    })
+}
+
+/// A single-row call: the row and, when asked for (`outcomes`), its outcome. With an update
+/// condition, or the two-phase method, the statements share a transaction: `DO UPDATE … WHERE`
+/// locks the conflicting row even when the condition is false, so the row read back is exactly
+/// the one the condition saw.
+pub(crate) fn single<S, Sel, Out, C>(
+    statement: &S,
+    conn: &mut C,
+    selection: impl Fn() -> Sel,
+    outcomes: bool,
+) -> Result<(Out, Option<Outcome>)>
+where
+    S: UpsertStatement,
+    Sel: Returning<Out>,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    // Reject a target that cannot be written before Diesel starts the query (and reports it to
+    // instrumentation).
+    statement.check()?;
+    let catalog = catalog::lookup(&statement.table_sql(), statement.target(), conn)?;
+    check_returnable(statement, &catalog)?;
+    let row = &statement.rows()[0];
+    let mut supplied = Vec::new();
+    row.supplied_columns(&mut supplied);
+    let method = Method::choose(statement, &catalog, &supplied, outcomes);
+    let flow = |conn: &mut C| {
+        let mut plan = SinglePlan::new(method, catalog.before_triggers);
+        while let Some(step) = plan.next() {
+            match step {
+                SingleStep::Upsert { flag, do_nothing } => {
+                    let query = UpsertReturning {
+                        statement,
+                        rows: vec![row],
+                        returning: (selection(), inserted(statement, flag)),
+                        do_nothing,
+                    };
+                    let mut rows =
+                        Sel::load_single(query, conn).map_err(|e| classify_error(statement, e))?;
+                    plan.upserted(rows.pop());
+                }
+                SingleStep::Fetch { lock } => {
+                    // Needed only to read a row back: a named constraint's columns must then
+                    // be supplied by the insert.
+                    let key = KeyShape::new(catalog.key(statement.target(), &supplied)?, &catalog)?;
+                    let query = FetchExisting {
+                        statement,
+                        row,
+                        key: &key,
+                        selection: selection(),
+                        lock,
+                    };
+                    plan.fetched(Sel::load_existing(query, conn)?)?;
+                }
+            }
+        }
+        plan.finish()
+    };
+    if statement.has_condition() || method == Method::TwoPhases {
+        conn.transaction(flow)
+    } else {
+        flow(conn)
+    }
+}
