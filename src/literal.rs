@@ -185,6 +185,68 @@ pub(crate) fn leading_identifier(sql: &str) -> Option<(String, &str)> {
     None
 }
 
+/// What the statements need to write about table `T`, read once per process and table type.
+#[derive(Debug)]
+pub(crate) struct TableNames {
+    /// The table as written in SQL: `"products"`, `"shop"."products"`.
+    pub(crate) sql: String,
+    /// The primary-key columns.
+    pub(crate) primary_key: Vec<String>,
+}
+
+/// The names of table `T`, read once per process and table type.
+///
+/// They are read from the SQL Diesel writes for the table and for `T::PrimaryKey` because
+/// Diesel offers no public typed route from a key (a column, or a tuple of columns) to its
+/// names: its own `ColumnList` is crate-private, and a trait of this crate cannot be
+/// implemented for both `C: Column` and tuples of columns without a marker type parameter that
+/// `Table::PrimaryKey` does not carry. (The table's own name and schema are likewise only
+/// reachable through its `QueryFragment`.)
+pub(crate) fn table_names_of<T>(table: &T) -> std::sync::Arc<TableNames>
+where
+    T: diesel::Table + 'static,
+    T::FromClause: QueryFragment<Pg>,
+    T::PrimaryKey: QueryFragment<Pg>,
+{
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashMap<TypeId, Arc<TableNames>>>> = OnceLock::new();
+    let cache = NAMES.get_or_init(Default::default);
+    if let Some(found) = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&TypeId::of::<T>()).cloned())
+    {
+        return found;
+    }
+    let names = Arc::new(TableNames {
+        sql: render(&table.from_clause())
+            .map(|(sql, _)| sql)
+            .unwrap_or_default(),
+        primary_key: render(&table.primary_key())
+            .map(|(sql, _)| column_names_of(&sql))
+            .unwrap_or_default(),
+    });
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(TypeId::of::<T>(), names.clone());
+    }
+    names
+}
+
+/// The columns an `AsChangeset` assigns (`"qty" = …, "name" = …`): read from its SQL, as
+/// Diesel offers no typed route from a changeset to the columns it assigns.
+pub(crate) fn assigned_columns<CS: QueryFragment<Pg>>(changeset: &CS) -> Vec<String> {
+    render(changeset)
+        .map(|(sql, _)| {
+            split_top_level(&sql)
+                .iter()
+                .filter_map(|assignment| leading_identifier(assignment).map(|(name, _)| name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The column names of a list of (possibly table-qualified) columns written by Diesel, such as
 /// `"products"."id"` or `"t"."a", "t"."b"`: the last identifier of each element.
 pub(crate) fn column_names_of(sql: &str) -> Vec<String> {

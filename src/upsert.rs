@@ -1,7 +1,7 @@
 //! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`.
 
 use crate::error::{Error, Result};
-use crate::literal::{self, column_names_of, leading_identifier, split_top_level};
+use crate::literal;
 use crate::query_builder::statement::{OnConflictDo, UpsertStatement};
 use crate::query_builder::update::{
     NoUpdateCondition, NoUpdateValues, UpdateCondition, UpdateValues,
@@ -118,7 +118,8 @@ pub type PrimaryKey<T> = <T as Table>::PrimaryKey;
 
 impl<T, U, Op> UpsertDsl for InsertStatement<T, U, Op>
 where
-    T: Table,
+    T: Table + 'static,
+    T::FromClause: QueryFragment<Pg>,
     T::PrimaryKey: QueryFragment<Pg>,
     U: Records<T>,
 {
@@ -130,9 +131,7 @@ where
     where
         X: IntoConflictTarget<T, M>,
     {
-        let primary_key = literal::render(&self.target.primary_key())
-            .map(|(sql, _)| column_names_of(&sql))
-            .unwrap_or_default();
+        let names = literal::table_names_of(&self.target);
         OnConflictDo {
             from: self.target.from_clause(),
             table: self.target,
@@ -140,7 +139,7 @@ where
             records: self.records,
             target: target.into_target(),
             action,
-            primary_key,
+            names,
             predicate: None,
             update_only: None,
             update_values: NoUpdateValues,
@@ -243,14 +242,7 @@ where
         CS::Changeset: QueryFragment<Pg>,
     {
         let changeset = changeset.as_changeset();
-        let columns = literal::render(&changeset)
-            .map(|(sql, _)| {
-                split_top_level(&sql)
-                    .iter()
-                    .filter_map(|assignment| leading_identifier(assignment).map(|(name, _)| name))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let columns = literal::assigned_columns(&changeset);
         OnConflictDo {
             table: self.table,
             from: self.from,
@@ -258,7 +250,7 @@ where
             records: self.records,
             target: self.target,
             action: self.action,
-            primary_key: self.primary_key,
+            names: self.names,
             predicate: self.predicate,
             update_only: self.update_only,
             update_values: UpdateValues { changeset, columns },
@@ -291,7 +283,7 @@ where
             records: self.records,
             target: self.target,
             action: self.action,
-            primary_key: self.primary_key,
+            names: self.names,
             predicate: self.predicate,
             update_only: self.update_only,
             update_values: self.update_values,

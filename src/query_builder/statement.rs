@@ -30,7 +30,7 @@ pub struct OnConflictDo<T: Table, U, Op, V = NoUpdateValues, W = NoUpdateConditi
     pub(crate) records: U,
     pub(crate) target: Target,
     pub(crate) action: ConflictAction,
-    pub(crate) primary_key: Vec<String>,
+    pub(crate) names: std::sync::Arc<crate::literal::TableNames>,
     /// The index predicate as SQL text, or why it cannot be written (reported by the terminal).
     pub(crate) predicate: Option<Result<String, String>>,
     pub(crate) update_only: Option<Vec<&'static str>>,
@@ -131,7 +131,7 @@ pub trait UpsertStatement {
     fn primary_key(&self) -> &[String];
 
     /// The table as written in the statement, such as `"products"`.
-    fn table_sql(&self) -> String;
+    fn table_sql(&self) -> &str;
 
     /// Checks the target and predicate without writing anything.
     fn check(&self) -> QueryResult<()>;
@@ -285,7 +285,7 @@ where
     }
 
     fn primary_key(&self) -> &[String] {
-        &self.primary_key
+        &self.names.primary_key
     }
 
     fn check(&self) -> QueryResult<()> {
@@ -296,10 +296,8 @@ where
         self.duplicate_keys
     }
 
-    fn table_sql(&self) -> String {
-        crate::literal::render(&self.from)
-            .map(|(sql, _)| sql)
-            .unwrap_or_default()
+    fn table_sql(&self) -> &str {
+        &self.names.sql
     }
 
     fn has_condition(&self) -> bool {
@@ -323,7 +321,7 @@ where
             .iter()
             .copied()
             .filter(|c| !self.target.plain_columns().any(|t| t == *c))
-            .filter(|c| !self.primary_key.iter().any(|pk| pk == c))
+            .filter(|c| !self.names.primary_key.iter().any(|pk| pk == c))
             .filter(|c| {
                 self.update_only
                     .as_ref()

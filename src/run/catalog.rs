@@ -78,26 +78,34 @@ LEFT JOIN pg_constraint con ON con.conrelid = c.oid AND con.conname = $2 \
 WHERE c.oid = $1::regclass \
 ORDER BY a.attnum";
 
-type CacheKey = (String, Target);
+/// The cached facts: per table (as written in SQL), per target.
+type Cache = HashMap<String, Vec<(Target, Arc<Catalog>)>>;
 
-fn cache() -> &'static Mutex<HashMap<CacheKey, Arc<Catalog>>> {
-    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Arc<Catalog>>>> = OnceLock::new();
+fn cache() -> &'static Mutex<Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
 /// The catalog facts for `table` (as written in SQL, such as `"s"."t"`) and `target`, read on
-/// the first call and cached for the process.
+/// the first call and cached for the process (a hit allocates nothing).
 pub(crate) fn lookup<C>(table: &str, target: &Target, conn: &mut C) -> Result<Arc<Catalog>>
 where
     C: Connection<Backend = Pg> + LoadConnection,
 {
-    let key = (table.to_owned(), target.clone());
-    if let Some(found) = cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
+    let cached = cache().lock().ok().and_then(|cache| {
+        let targets = cache.get(table)?;
+        let (_, found) = targets.iter().find(|(t, _)| t == target)?;
+        Some(found.clone())
+    });
+    if let Some(found) = cached {
         return Ok(found);
     }
     let catalog = Arc::new(read(table, target, conn)?);
     if let Ok(mut cache) = cache().lock() {
-        cache.insert(key, catalog.clone());
+        cache
+            .entry(table.to_owned())
+            .or_default()
+            .push((target.clone(), catalog.clone()));
     }
     Ok(catalog)
 }
@@ -177,7 +185,7 @@ pub(crate) fn classify_error<S: UpsertStatement>(
                 hint.push_str(predicate);
             }
             return Error::NoMatchingUniqueIndex {
-                table,
+                table: table.to_owned(),
                 target,
                 hint,
             };

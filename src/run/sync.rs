@@ -37,7 +37,7 @@ where
         return Ok(Vec::new());
     }
     statement.check()?;
-    let catalog = catalog::lookup(&statement.table_sql(), statement.target(), conn)?;
+    let catalog = catalog::lookup(statement.table_sql(), statement.target(), conn)?;
     check_returnable(statement, &catalog)?;
     let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
     let key_columns = key.columns();
@@ -119,7 +119,7 @@ where
     // Reject a target that cannot be written before Diesel starts the query (and reports it to
     // instrumentation).
     statement.check()?;
-    let catalog = catalog::lookup(&statement.table_sql(), statement.target(), conn)?;
+    let catalog = catalog::lookup(statement.table_sql(), statement.target(), conn)?;
     check_returnable(statement, &catalog)?;
     let row = &statement.rows()[0];
     let mut supplied = Vec::new();
