@@ -109,3 +109,5 @@ pub mod prelude {
     pub use crate::sql_types::Hstore;
     pub use crate::upsert::UpsertDsl;
 }
+#[cfg(doctest)]
+mod doc_files;

@@ -1,5 +1,6 @@
 mod bulk;
 mod concurrency;
+mod docs_sql;
 mod harness;
 mod hstore;
 mod keys;

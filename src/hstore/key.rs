@@ -36,7 +36,7 @@ pub trait HstoreExpressionMethods: Expression + Sized {
     /// index on the same expression (see [`unique_index`](super::unique_index)).
     ///
     /// ```rust
-    /// # include!("doctest_setup.rs");
+    /// # include!("../doctest_setup.rs");
     /// use diesel_upsert::prelude::*;
     ///
     /// # fn main() { run().unwrap() }

@@ -19,7 +19,7 @@ use std::ops::{Deref, DerefMut};
 /// BTreeMap convert with `From`). It dereferences to the map and loads from the column too.
 ///
 /// ```rust
-/// # include!("doctest_setup.rs");
+/// # include!("../doctest_setup.rs");
 /// use diesel_upsert::HstoreMap;
 /// use std::collections::HashMap;
 ///

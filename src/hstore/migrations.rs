@@ -31,7 +31,7 @@ pub struct MigrationSql {
 /// names and keys) keeps `["a_b"]` and `["a", "b"]`, or tables `a_b`.`c` and `a`.`b_c`, apart.
 ///
 /// ```rust
-/// # include!("doctest_setup.rs");
+/// # include!("../doctest_setup.rs");
 /// use diesel::connection::SimpleConnection;
 /// use diesel_upsert::hstore::unique_index;
 ///
@@ -76,7 +76,7 @@ pub fn unique_index(table: &str, column: &str, keys: &[&str]) -> Result<Migratio
 /// [`unique_index`].
 ///
 /// ```rust
-/// # include!("doctest_setup.rs");
+/// # include!("../doctest_setup.rs");
 /// use diesel::connection::SimpleConnection;
 /// use diesel_upsert::hstore::required_keys;
 ///

@@ -14,7 +14,7 @@
 //!   statements for migrations that make such targets possible.
 //!
 //! ```rust
-//! # include!("doctest_setup.rs");
+//! # include!("../doctest_setup.rs");
 //! use diesel_upsert::prelude::*;
 //! use diesel_upsert::HstoreMap;
 //!
