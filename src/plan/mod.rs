@@ -67,7 +67,11 @@ pub(crate) fn check_returnable<S: UpsertStatement>(statement: &S, catalog: &Cata
 pub(crate) fn inserted<S: UpsertStatement>(statement: &S, flag: InsertedFlag) -> Inserted {
     Inserted {
         flag,
-        primary_key: statement.primary_key().to_vec(),
+        // Only `RETURNING old` names a column: no allocation otherwise.
+        key_column: match flag {
+            InsertedFlag::OldRow => statement.primary_key().first().cloned(),
+            _ => None,
+        },
     }
 }
 

@@ -199,10 +199,10 @@ pub(super) fn walk_cast<'b>(
 /// The expression telling an inserted row from an updated one in `RETURNING`.
 pub(crate) fn walk_inserted_flag(
     flag: InsertedFlag,
-    primary_key: &[String],
+    key_column: Option<&str>,
     out: &mut AstPass<'_, '_, Pg>,
 ) -> QueryResult<()> {
-    match (flag, primary_key.first()) {
+    match (flag, key_column) {
         (InsertedFlag::Xmax, _) => out.push_sql("(xmax = 0)"),
         (InsertedFlag::OldRow, Some(column)) => {
             out.push_sql("(old.");

@@ -292,7 +292,11 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
         out.push_sql(" RETURNING ");
         self.selection.walk_ast(out.reborrow())?;
         out.push_sql(", ");
-        walk_inserted_flag(self.flag, statement.primary_key(), &mut out)?;
+        walk_inserted_flag(
+            self.flag,
+            statement.primary_key().first().map(String::as_str),
+            &mut out,
+        )?;
         out.push_sql(" AS ");
         out.push_identifier(INSERTED)?;
         key.walk_stored_keys(statement, &mut out)?;

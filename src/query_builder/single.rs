@@ -61,7 +61,8 @@ impl<S: UpsertStatement, Sel: Expression> Query for FetchExisting<'_, S, Sel> {
 #[derive(Debug, Clone)]
 pub struct Inserted {
     pub(crate) flag: InsertedFlag,
-    pub(crate) primary_key: Vec<String>,
+    /// The first primary-key column, for `RETURNING old` (NOT NULL in every stored row).
+    pub(crate) key_column: Option<String>,
 }
 
 impl Expression for Inserted {
@@ -74,7 +75,7 @@ impl ValidGrouping<()> for Inserted {
 
 impl QueryFragment<Pg> for Inserted {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        walk_inserted_flag(self.flag, &self.primary_key, &mut out)
+        walk_inserted_flag(self.flag, self.key_column.as_deref(), &mut out)
     }
 }
 
