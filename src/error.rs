@@ -141,3 +141,54 @@ impl From<diesel::result::Error> for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_of_this_crate_starts_lowercase_and_names_its_reason() {
+        let errors = [
+            Error::InconsistentColumns {
+                row: 1,
+                expected: vec!["a".into()],
+                found: vec!["b".into()],
+            },
+            Error::DuplicateConflictKey {
+                first: 0,
+                duplicate: 1,
+            },
+            Error::NoMatchingUniqueIndex {
+                table: "t".into(),
+                target: "(k)".into(),
+                hint: "CREATE UNIQUE INDEX ON t (k)".into(),
+            },
+            Error::invalid_target("why"),
+            Error::KeyChanged {
+                reason: "why".into(),
+            },
+            Error::unsupported("why"),
+            Error::internal("why"),
+        ];
+        for error in errors {
+            let message = error.to_string();
+            assert!(
+                message.starts_with(|c: char| c.is_lowercase()),
+                "{message:?}"
+            );
+            if !matches!(error, Error::Query(_)) {
+                assert!(
+                    message.contains('1') || message.contains("why") || message.contains("(k)")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_error_raised_while_writing_sql_comes_back_through_diesel_unchanged() {
+        let through: diesel::result::Error = Error::unsupported("why").into();
+        assert!(matches!(Error::from(through), Error::Unsupported { reason } if reason == "why"));
+        let query: diesel::result::Error = Error::Query(diesel::result::Error::NotFound).into();
+        assert!(matches!(query, diesel::result::Error::NotFound));
+    }
+}

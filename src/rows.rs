@@ -8,8 +8,10 @@
 
 use diesel::insertable::{ColumnInsertValue, DefaultableColumnInsertValue};
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, BatchInsert, QueryFragment, ValuesClause};
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
+use diesel::query_builder::{AstPass, BatchInsert, QueryBuilder, QueryFragment, ValuesClause};
 use diesel::result::QueryResult;
+use diesel::sql_types::TypeMetadata;
 use diesel::Column;
 use std::marker::PhantomData;
 
@@ -345,4 +347,38 @@ impl<V, T, QId, const N: usize, const STATIC_QUERY_ID: bool> BatchRows<T>
 where
     V: RowValues<T>,
 {
+}
+
+/// What [`probe_binds`] finds in the SQL of a row's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// Nothing: the row does not supply the column.
+    Absent,
+    /// Exactly the expected bind parameters, now collected.
+    Binds,
+    /// Anything else: an SQL expression, a literal, `DEFAULT`.
+    Expression,
+}
+
+/// The one bind probe: whether `fragment` (a row's values, or one value) writes exactly the
+/// bind parameters `placeholders` (`"$1"`, or `"$1, $2, …"`) and nothing else. Diesel has no
+/// typed way to ask whether a value is a plain bind, so its SQL text is compared; the binds are
+/// then collected into `binds` with `lookup`.
+pub(crate) fn probe_binds<F: QueryFragment<Pg>>(
+    fragment: &F,
+    placeholders: &str,
+    binds: &mut RawBytesBindCollector<Pg>,
+    lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+) -> QueryResult<Probe> {
+    let mut builder = <Pg as diesel::backend::Backend>::QueryBuilder::default();
+    fragment.to_sql(&mut builder, &Pg)?;
+    let sql = builder.finish();
+    if sql.is_empty() {
+        return Ok(Probe::Absent);
+    }
+    if sql != placeholders {
+        return Ok(Probe::Expression);
+    }
+    fragment.collect_binds(binds, lookup, &Pg)?;
+    Ok(Probe::Binds)
 }

@@ -3,15 +3,16 @@
 //! bytes compare exactly as PostgreSQL does.
 
 use crate::error::{Error, Result};
-use crate::literal::{count_binds, render};
+use crate::literal::{count_binds, render, NoTypeLookup};
 use crate::query_builder::arrays::{ArraySource, ColumnArrays};
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::{BulkRows, BulkUpsert};
 use crate::query_builder::statement::UpsertStatement;
-use crate::rows::{RowValues, ValueOf, ValuesOf};
+use crate::rows::{probe_binds, Probe, RowValues, ValueOf, ValuesOf};
 use crate::schema::InsertedFlag;
 use crate::target::KeyPart;
 use diesel::pg::Pg;
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
 use diesel::query_builder::QueryFragment;
 
 /// PostgreSQL's limit on bind parameters in one statement.
@@ -70,11 +71,16 @@ pub(crate) fn byte_keys<T, R: RowValues<T>>(
                 let KeyPart::Column(column) = part else {
                     return None;
                 };
-                let (sql, binds) = render(&ValueOf::<R, T>::new(*row, column)).ok()?;
-                match (sql.as_str(), binds.binds.as_slice(), binds.metadata.first()) {
-                    ("", _, _) => return Some(None),
-                    ("$1", [None], _) => return Some(None),
-                    ("$1", [Some(value)], Some(metadata)) if metadata.oid().ok()? == *oid => {
+                let mut binds = RawBytesBindCollector::<Pg>::new();
+                let value = ValueOf::<R, T>::new(*row, column);
+                match probe_binds(&value, "$1", &mut binds, &mut NoTypeLookup).ok()? {
+                    Probe::Absent => return Some(None),
+                    Probe::Expression => return None,
+                    Probe::Binds => {}
+                }
+                match (binds.binds.as_slice(), binds.metadata.first()) {
+                    ([None], _) => return Some(None),
+                    ([Some(value)], Some(metadata)) if metadata.oid().ok()? == *oid => {
                         bytes.extend_from_slice(&(value.len() as u32).to_be_bytes());
                         bytes.extend_from_slice(value);
                     }

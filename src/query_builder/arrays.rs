@@ -13,10 +13,10 @@
 //! type (arrays themselves, records), are not plain; such rows go as a `VALUES` list.
 
 use crate::literal::NoTypeLookup;
-use crate::rows::{RowValues, ValueOf, ValuesOf};
+use crate::rows::{probe_binds, Probe, RowValues, ValueOf, ValuesOf};
 use diesel::pg::{Pg, PgTypeMetadata};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
-use diesel::query_builder::{AstPass, QueryBuilder, QueryFragment};
+use diesel::query_builder::AstPass;
 use diesel::result::{Error as DieselError, QueryResult};
 use diesel::sql_types::{Array, Binary, Integer, TypeMetadata};
 use std::marker::PhantomData;
@@ -282,27 +282,19 @@ impl<'k, T, R: RowValues<T>> Encoder<'k, T, R> {
         match self.source {
             ArraySource::Rows { .. } => {
                 let values = ValuesOf::<R, T>::new(row);
-                if sql_of(&values)? != self.placeholders {
+                if probe_binds(&values, &self.placeholders, &mut binds, lookup)? != Probe::Binds {
                     return Ok(None);
                 }
-                values.collect_binds(&mut binds, lookup, &Pg)?;
             }
             ArraySource::Columns(columns) => {
                 for column in columns {
                     let value = ValueOf::<R, T>::new(row, column);
-                    if sql_of(&value)? != "$1" {
+                    if probe_binds(&value, "$1", &mut binds, lookup)? != Probe::Binds {
                         return Ok(None);
                     }
-                    value.collect_binds(&mut binds, lookup, &Pg)?;
                 }
             }
         }
         Ok((binds.binds.len() == self.width()).then_some(binds))
     }
-}
-
-fn sql_of<F: QueryFragment<Pg>>(fragment: &F) -> QueryResult<String> {
-    let mut builder = <Pg as diesel::backend::Backend>::QueryBuilder::default();
-    fragment.to_sql(&mut builder, &Pg)?;
-    Ok(builder.finish())
 }
