@@ -83,7 +83,7 @@ pub use crate::hstore::{HstoreExpressionMethods, HstoreMap};
 pub use crate::query_builder::statement::OnConflictDo;
 pub use crate::rows::{BatchRows, Records, RowValues, SingleRow};
 pub use crate::run::returning::Returning;
-pub use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
+pub use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome};
 pub use crate::target::{ColumnSet, IntoConflictTarget, OnConstraint, TargetElement};
 pub use crate::upsert::{ModelSelection, PrimaryKey, UpsertDsl};
 

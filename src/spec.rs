@@ -51,3 +51,17 @@ pub enum DuplicateKeys {
     /// Send the last row of each key; earlier rows with the key get its result.
     KeepLast,
 }
+
+/// What a [`bulk_execute`](crate::OnConflictDo::bulk_execute) call did, counted per input row:
+/// `inserted + updated + unchanged` is the number of input rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct BulkSummary {
+    /// Rows inserted.
+    pub inserted: usize,
+    /// Existing rows updated.
+    pub updated: usize,
+    /// Input rows that changed nothing: a conflict left the row in place (`Nothing`, a false
+    /// `update_condition`, `skip_unchanged` on identical values), or the row shared its key
+    /// with another input row that was sent instead.
+    pub unchanged: usize,
+}

@@ -8,7 +8,7 @@ use crate::query_builder::update::{
 };
 use crate::rows::{BatchRows, Records, SingleRow};
 use crate::run::returning::Returning;
-use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
+use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome};
 use crate::target::{ColumnSet, IntoConflictTarget};
 use diesel::connection::LoadConnection;
 use diesel::expression::{AppearsOnTable, Expression};
@@ -368,6 +368,51 @@ where
     {
         let rows = crate::run::sync::bulk(&self, conn, M::as_select, false)?;
         Ok(rows.into_iter().map(|(model, _)| model).collect())
+    }
+
+    /// Runs a bulk upsert and returns no rows, only how many input rows were inserted, updated
+    /// and left unchanged ([`BulkSummary`]).
+    ///
+    /// The same checks, key order, chunks and single transaction as the other bulk terminals
+    /// (duplicates are [`Error::DuplicateConflictKey`] for `ConflictAction::Update` unless
+    /// [`on_duplicate_keys`](Self::on_duplicate_keys) chose a policy); each statement returns
+    /// two counts instead of rows, and rows a conflict left in place are not read back. A row
+    /// that was not sent (it shares its key with one that was) counts as unchanged.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    /// use diesel_upsert::BulkSummary;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let rows = vec![NewProduct::new("SKU-A", "Cup"), NewProduct::new("SKU-B", "Pot")];
+    /// let summary = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .bulk_execute(conn)?;
+    /// assert_eq!(summary, BulkSummary { inserted: 2, updated: 0, unchanged: 0 });
+    ///
+    /// // `Nothing` with one new row: the two existing rows stay as they are.
+    /// let rows = vec![
+    ///     NewProduct::new("SKU-A", "Cup"),
+    ///     NewProduct::new("SKU-B", "Teapot"),
+    ///     NewProduct::new("SKU-C", "Tray"),
+    /// ];
+    /// let summary = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Nothing)
+    ///     .bulk_execute(conn)?;
+    /// assert_eq!(summary, BulkSummary { inserted: 1, updated: 0, unchanged: 2 });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn bulk_execute<C>(self, conn: &mut C) -> Result<BulkSummary>
+    where
+        C: Connection<Backend = Pg> + LoadConnection,
+    {
+        crate::run::sync::bulk_execute(&self, conn)
     }
 
     /// Runs a bulk upsert and returns, for each input row in input order, its row as `M` and

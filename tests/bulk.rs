@@ -1239,3 +1239,235 @@ struct NewQualifiedItem {
 struct QualifiedItem {
     id: i64,
 }
+
+// ---------------------------------------------------------------- bulk_execute
+
+#[test]
+fn bulk_execute_counts_inserted_updated_and_unchanged_rows_without_returning_them() {
+    use diesel_upsert::BulkSummary;
+    let conn = &mut test_connection();
+    let p = unique_key("b-exec");
+    let keys: Vec<String> = (0..4).map(|i| format!("{p}-{i}")).collect();
+    let first: Vec<_> = keys[..2]
+        .iter()
+        .map(|k| NewProduct::new(k, "old"))
+        .collect();
+    let summary = diesel::insert_into(products::table)
+        .values(&first)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        summary,
+        BulkSummary {
+            inserted: 2,
+            updated: 0,
+            unchanged: 0
+        }
+    );
+    // Two existing keys (one of them twice: KeepLast), two new ones.
+    let rows = vec![
+        NewProduct::new(&keys[0], "dup"),
+        NewProduct::new(&keys[2], "new"),
+        NewProduct::new(&keys[0], "updated"),
+        NewProduct::new(&keys[1], "updated"),
+        NewProduct::new(&keys[3], "new"),
+    ];
+    let sent = SentSql::attach(conn);
+    let summary = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .on_duplicate_keys(DuplicateKeys::KeepLast)
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        summary,
+        BulkSummary {
+            inserted: 2,
+            updated: 2,
+            unchanged: 1
+        }
+    );
+    let statements = statements_sent(&sent, "WITH");
+    assert_eq!(
+        statements,
+        [
+            r#"WITH "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT "sku", "name", "qty", "price_cents" FROM unnest($1, $2, $3, $4, $5) AS "__upsert_row"("sku", "name", "qty", "price_cents", "__upsert_ord") ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name", "qty" = excluded."qty", "price_cents" = excluded."price_cents" RETURNING (xmax = 0) AS "__upsert_inserted") SELECT count(*) FILTER (WHERE "__upsert_inserted"), count(*) FILTER (WHERE NOT "__upsert_inserted") FROM "__upserted""#
+        ],
+        "one statement, no read-back"
+    );
+    let stored: Vec<(String, String)> = products_with_prefix(conn, &p)
+        .into_iter()
+        .map(|p| (p.sku, p.name))
+        .collect();
+    let mut expected: Vec<(String, String)> = vec![
+        (keys[0].clone(), "updated".into()),
+        (keys[1].clone(), "updated".into()),
+        (keys[2].clone(), "new".into()),
+        (keys[3].clone(), "new".into()),
+    ];
+    expected.sort();
+    let mut stored_sorted = stored.clone();
+    stored_sorted.sort();
+    assert_eq!(stored_sorted, expected);
+}
+
+#[test]
+fn bulk_execute_with_nothing_conditions_and_skip_unchanged_counts_rows_left_alone() {
+    use diesel_upsert::BulkSummary;
+    let conn = &mut test_connection();
+    let p = unique_key("b-exec2");
+    let keys: Vec<String> = (0..3).map(|i| format!("{p}-{i}")).collect();
+    let rows: Vec<_> = keys
+        .iter()
+        .map(|k| NewProduct::new(k, "same").qty(1))
+        .collect();
+    diesel::insert_into(products::table)
+        .values(&rows[..2])
+        .execute(conn)
+        .unwrap();
+    let sent = SentSql::attach(conn);
+    let nothing = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Nothing)
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        nothing,
+        BulkSummary {
+            inserted: 1,
+            updated: 0,
+            unchanged: 2
+        }
+    );
+    assert!(
+        sent.take().iter().all(|s| !s.contains("JOIN")),
+        "kept rows are not read back"
+    );
+    let mut changed: Vec<_> = rows.clone();
+    changed[0] = NewProduct::new(&keys[0], "changed").qty(1);
+    let skip = diesel::insert_into(products::table)
+        .values(&changed)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .skip_unchanged()
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        skip,
+        BulkSummary {
+            inserted: 0,
+            updated: 1,
+            unchanged: 2
+        }
+    );
+    let condition = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .update_condition(products::qty.gt(5))
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        condition,
+        BulkSummary {
+            inserted: 0,
+            updated: 0,
+            unchanged: 3
+        }
+    );
+    let names: Vec<String> = products_with_prefix(conn, &p)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["changed", "same", "same"]);
+}
+
+#[test]
+fn bulk_execute_rejects_duplicates_and_empty_input_sends_nothing() {
+    use diesel_upsert::BulkSummary;
+    let conn = &mut test_connection();
+    let p = unique_key("b-exec3");
+    let k = format!("{p}-a");
+    let rows = vec![NewProduct::new(&k, "1"), NewProduct::new(&k, "2")];
+    let error = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .bulk_execute(conn)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::DuplicateConflictKey {
+                first: 0,
+                duplicate: 1
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(products_with_prefix(conn, &p).is_empty());
+    let none: Vec<NewProduct> = Vec::new();
+    let sent = SentSql::attach(conn);
+    let summary = diesel::insert_into(products::table)
+        .values(&none)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(summary, BulkSummary::default());
+    assert!(sent.take().is_empty());
+}
+
+#[test]
+fn bulk_execute_chunks_large_calls_and_counts_rows_without_a_key() {
+    use diesel_upsert::BulkSummary;
+    let conn = &mut connection();
+    bulk_items_table(conn);
+    let p = unique_key("exec-chunk");
+    let mut rows = items(&p, 45_000);
+    rows.push(NewItem { k: None, v: 1 });
+    rows.push(NewItem { k: None, v: 2 });
+    let sent = SentSql::attach(conn);
+    let summary = diesel::insert_into(bulk_items::table)
+        .values(&rows)
+        .on_conflict_do(bulk_items::k, ConflictAction::Update)
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        summary,
+        BulkSummary {
+            inserted: 45_002,
+            updated: 0,
+            unchanged: 0
+        }
+    );
+    let counts = sent
+        .take()
+        .iter()
+        .filter(|s| s.starts_with("WITH \"__upserted\""))
+        .count();
+    assert_eq!(
+        counts, 4,
+        "three chunks of keyed rows and one of rows without a key"
+    );
+    assert_eq!(count_items(conn, &p), 45_000);
+    for row in rows.iter_mut().take(10) {
+        row.v += 1;
+    }
+    let summary = diesel::insert_into(bulk_items::table)
+        .values(&rows[..10])
+        .on_conflict_do(bulk_items::k, ConflictAction::Update)
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        summary,
+        BulkSummary {
+            inserted: 0,
+            updated: 10,
+            unchanged: 0
+        }
+    );
+    let v: i32 = bulk_items::table
+        .filter(bulk_items::k.eq(format!("{p}-000003")))
+        .select(bulk_items::v)
+        .get_result(conn)
+        .unwrap();
+    assert_eq!(v, 4);
+}

@@ -2116,3 +2116,109 @@ fn partitioned_table_conditions_and_skip_unchanged_report_unchanged_rows_exactly
     assert_eq!(stored_part(conn, "us", &k2).v, 8);
     assert_eq!(parts_of(conn, &p).len(), 3);
 }
+
+#[test]
+fn bulk_execute_finds_index_equal_duplicates_and_counts_per_input_row() {
+    use diesel_upsert::BulkSummary;
+    setup();
+    let conn = &mut test_connection();
+    let grp = unique_key("kexec");
+    let new = |k: &str, v| NewCi {
+        k: format!("{grp}-{k}"),
+        v,
+        grp: grp.clone(),
+    };
+    let rows = vec![new("a", 1), new("A", 2), new("b", 3)];
+    let error = diesel::insert_into(keys_ci::table)
+        .values(&rows)
+        .on_conflict_do(keys_ci::k, ConflictAction::Update)
+        .bulk_execute(conn)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::DuplicateConflictKey {
+                first: 0,
+                duplicate: 1
+            }
+        ),
+        "{error:?}"
+    );
+    let summary = diesel::insert_into(keys_ci::table)
+        .values(&rows)
+        .on_conflict_do(keys_ci::k, ConflictAction::Update)
+        .on_duplicate_keys(DuplicateKeys::KeepLast)
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        summary,
+        BulkSummary {
+            inserted: 2,
+            updated: 0,
+            unchanged: 1
+        }
+    );
+    let stored: Vec<(String, i32)> = keys_ci::table
+        .filter(keys_ci::grp.eq(&grp))
+        .order(keys_ci::v)
+        .select((keys_ci::k, keys_ci::v))
+        .load(conn)
+        .unwrap();
+    assert_eq!(stored, [(format!("{grp}-A"), 2), (format!("{grp}-b"), 3)]);
+}
+
+#[test]
+fn bulk_execute_on_a_partitioned_table_counts_exactly_or_says_it_cannot() {
+    use diesel_upsert::BulkSummary;
+    setup();
+    let conn = &mut test_connection();
+    let p = unique_key("kparts-exec");
+    let rows = vec![
+        new_part("eu", &format!("{p}-a"), 1),
+        new_part("us", &format!("{p}-b"), 1),
+    ];
+    // `Nothing` returns only inserted rows: exact on every server.
+    let summary = diesel::insert_into(keys_parts::table)
+        .values(&rows)
+        .on_conflict_do(PARTS_TARGET, ConflictAction::Nothing)
+        .bulk_execute(conn)
+        .unwrap();
+    assert_eq!(
+        summary,
+        BulkSummary {
+            inserted: 2,
+            updated: 0,
+            unchanged: 0
+        }
+    );
+    let version: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "current_setting('server_version_num')::int",
+    ))
+    .get_result(conn)
+    .unwrap();
+    let again = vec![
+        new_part("eu", &format!("{p}-a"), 5),
+        new_part("us", &format!("{p}-c"), 1),
+    ];
+    let result = diesel::insert_into(keys_parts::table)
+        .values(&again)
+        .on_conflict_do(PARTS_TARGET, ConflictAction::Update)
+        .bulk_execute(conn);
+    if version >= 180_000 {
+        assert_eq!(
+            result.unwrap(),
+            BulkSummary {
+                inserted: 1,
+                updated: 1,
+                unchanged: 0
+            }
+        );
+        assert_eq!(stored_part(conn, "eu", &format!("{p}-a")).v, 5);
+    } else {
+        assert!(
+            matches!(result, Err(Error::Unsupported { .. })),
+            "{result:?}"
+        );
+        assert_eq!(parts_of(conn, &p).len(), 2, "nothing written");
+    }
+}

@@ -22,7 +22,7 @@ use crate::query_builder::nodes::BulkRows;
 use crate::rows::RowValues;
 use crate::run::returning::Written;
 use crate::schema::InsertedFlag;
-use crate::spec::{DuplicateKeys, Outcome};
+use crate::spec::{BulkSummary, DuplicateKeys, Outcome};
 
 /// The next statement of a bulk call: the driver builds the query node for it, loads its rows
 /// and hands them back to the plan method named in each variant.
@@ -43,6 +43,12 @@ pub(crate) enum Step<'q, T, R> {
     /// Insert these rows without a key (`UpsertReturning`), then [`BulkPlan::inserted`].
     Insert {
         rows: Vec<&'q R>,
+        flag: InsertedFlag,
+    },
+    /// Without rows back: upsert these rows and count (`BulkCount`), then
+    /// [`BulkPlan::counted`].
+    Count {
+        rows: BulkRows<'q, T, R>,
         flag: InsertedFlag,
     },
 }
@@ -77,6 +83,9 @@ pub(crate) struct Settings {
     pub(crate) columns: usize,
     /// The binds of an upsert statement besides its rows.
     pub(crate) fixed: usize,
+    /// Whether the caller wants rows back; without, the upserts only count what they did, and
+    /// rows a conflict left in place are not read.
+    pub(crate) rows_back: bool,
 }
 
 /// A bulk call from its rows to one result per input row; see the module documentation.
@@ -89,6 +98,9 @@ pub(crate) struct BulkPlan<'q, T, R, Out> {
     outcomes: bool,
     columns: usize,
     fixed: usize,
+    rows_back: bool,
+    /// Rows inserted and updated, without rows back.
+    counts: (usize, usize),
     /// The table has `BEFORE` triggers, which may rewrite keys.
     before_triggers: bool,
     phase: Phase,
@@ -123,6 +135,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             outcomes,
             columns,
             fixed,
+            rows_back,
         } = settings;
         let mut plan = BulkPlan {
             rows,
@@ -132,6 +145,8 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             outcomes,
             columns,
             fixed,
+            rows_back,
+            counts: (0, 0),
             before_triggers: key.catalog.before_triggers,
             phase: Phase::Group,
             groups: Groups::default(),
@@ -203,6 +218,17 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
         self.cursor = 0;
     }
 
+    /// On to the rows whose key has a NULL.
+    fn enter_unkeyed(&mut self) {
+        let unkeyed = self
+            .groups
+            .unkeyed
+            .iter()
+            .map(|&i| (i, &self.rows[i]))
+            .collect();
+        self.enter(Phase::Unkeyed, unkeyed);
+    }
+
     /// The rows of `rows` without a result yet.
     fn unresolved(&self, rows: &Indexed<'q, R>) -> Vec<(usize, &'q R)> {
         rows.iter()
@@ -218,6 +244,26 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             match self.phase {
                 Phase::Group => return Err(Error::internal("the key ranks were not read")),
                 Phase::Done => return Ok(None),
+                Phase::Upsert | Phase::Unkeyed if !self.rows_back && !rest.is_empty() => {
+                    let source = ArraySource::Rows {
+                        columns: self.columns,
+                    };
+                    let rows = next_rows(rest, source, self.fixed)?;
+                    self.cursor += rows.len();
+                    let flag = match (self.method, self.phase) {
+                        // A row with a NULL key part cannot conflict on the target.
+                        (_, Phase::Unkeyed) => InsertedFlag::Always(true),
+                        (Method::OneStatement(flag), _) => flag,
+                        (Method::TwoPhases, _) => {
+                            return Err(Error::internal("counting needs an inserted flag"))
+                        }
+                    };
+                    return Ok(Some(Step::Count { rows, flag }));
+                }
+                Phase::Upsert if !self.rows_back => {
+                    // Rows a conflict left in place are counted as unchanged, not read.
+                    self.enter_unkeyed();
+                }
                 Phase::Upsert | Phase::UpdateLocked if !rest.is_empty() => {
                     let source = ArraySource::Rows {
                         columns: self.columns,
@@ -302,13 +348,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             }
             self.start_attempt();
         } else {
-            let unkeyed = self
-                .groups
-                .unkeyed
-                .iter()
-                .map(|&i| (i, &self.rows[i]))
-                .collect();
-            self.enter(Phase::Unkeyed, unkeyed);
+            self.enter_unkeyed();
         }
         Ok(())
     }
@@ -355,6 +395,32 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             self.results.written_at(position, out, inserted)?;
         }
         Ok(())
+    }
+
+    /// What a [`Step::Count`] counted.
+    pub(crate) fn counted(&mut self, (inserted, updated): (i64, i64)) -> Result<()> {
+        let count = |n: i64| {
+            usize::try_from(n).map_err(|_| Error::internal(format!("a negative count: {n}")))
+        };
+        self.counts.0 += count(inserted)?;
+        self.counts.1 += count(updated)?;
+        Ok(())
+    }
+
+    /// Without rows back: how many input rows were inserted, updated, left unchanged.
+    pub(crate) fn finish_counts(self) -> Result<BulkSummary> {
+        let (inserted, updated) = self.counts;
+        let sent = self.groups.sent.len() + self.groups.unkeyed.len();
+        if self.phase != Phase::Done || inserted + updated > sent {
+            return Err(Error::internal(format!(
+                "{inserted} inserted and {updated} updated of {sent} rows sent"
+            )));
+        }
+        Ok(BulkSummary {
+            inserted,
+            updated,
+            unchanged: self.rows.len() - inserted - updated,
+        })
     }
 
     /// One result per input row, in input order (the outcome only when asked for).

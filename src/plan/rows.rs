@@ -6,10 +6,8 @@ use crate::error::{Error, Result};
 use crate::literal::{count_binds, render, NoTypeLookup};
 use crate::query_builder::arrays::{ArraySource, ColumnArrays};
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::{BulkRows, BulkUpsert};
-use crate::query_builder::statement::UpsertStatement;
+use crate::query_builder::nodes::BulkRows;
 use crate::rows::{probe_binds, Probe, RowValues, ValueOf, ValuesOf};
-use crate::schema::InsertedFlag;
 use crate::target::KeyPart;
 use diesel::pg::Pg;
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
@@ -147,28 +145,22 @@ pub(crate) fn next_rows<'r, T, R: RowValues<T>>(
 }
 
 /// The binds a bulk statement has besides its rows (those of `update_values` and
-/// `update_condition`): the statement for one row minus that row's own binds.
-pub(crate) fn fixed_binds<S, Sel>(
-    statement: &S,
-    rows: &Indexed<'_, S::Row>,
-    key: &KeyShape<'_>,
-    selection: &impl Fn() -> Sel,
+/// `update_condition`, and of the selection): the statement `one_row` builds for the first row
+/// minus that row's own binds.
+pub(crate) fn fixed_binds<'r, T, R, Q>(
+    rows: &Indexed<'r, R>,
+    one_row: impl FnOnce(BulkRows<'r, T, R>) -> Q,
 ) -> Result<usize>
 where
-    S: UpsertStatement,
-    Sel: QueryFragment<Pg> + diesel::Expression,
+    R: RowValues<T>,
+    Q: QueryFragment<Pg>,
 {
     let Some(&first) = rows.first() else {
         return Ok(0);
     };
-    let query = BulkUpsert {
-        statement,
-        rows: BulkRows::Values(vec![first]),
-        key,
-        selection: selection(),
-        flag: InsertedFlag::Xmax,
-        do_nothing: false,
-    };
-    let total = render(&query)?.1.binds.len();
+    let total = render(&one_row(BulkRows::Values(vec![first])))?
+        .1
+        .binds
+        .len();
     Ok(total.saturating_sub(binds_of(first.1)?))
 }

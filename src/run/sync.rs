@@ -1,22 +1,74 @@
 //! The synchronous driver: walks a plan on a `diesel::Connection`, sending each step's query
 //! node and handing back what it returned. Everything a call decides is in `plan`.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plan::{
     check_returnable, fixed_binds, inserted, BulkPlan, Method, Settings, SinglePlan, SingleStep,
     Step,
 };
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::{BulkUpsert, FetchKept, GroupKeys};
+use crate::query_builder::nodes::{BulkCount, BulkUpsert, FetchKept, GroupKeys};
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::{consistent_columns, UpsertStatement};
 use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
-use crate::spec::{ConflictAction, DuplicateKeys, Outcome};
+use crate::schema::{Catalog, InsertedFlag};
+use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome};
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
 use diesel::{Connection, RunQueryDsl};
+use std::sync::Arc;
+
+/// What every bulk call decides before its plan: the catalog facts, the columns every row
+/// supplies, what to do with rows sharing a key. `None` for empty input (nothing is sent).
+struct Prepared {
+    catalog: Arc<Catalog>,
+    columns: Vec<&'static str>,
+    policy: Option<DuplicateKeys>,
+}
+
+fn prepare<S, C>(statement: &S, conn: &mut C) -> Result<Option<Prepared>>
+where
+    S: UpsertStatement,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    let rows = statement.rows();
+    let columns = consistent_columns::<S::Table, S::Row>(rows.iter())?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    statement.check()?;
+    let catalog = catalog::lookup(statement.table_sql(), statement.target(), conn)?;
+    check_returnable(statement, &catalog)?;
+    let policy = statement.duplicate_keys().or(match statement.action() {
+        ConflictAction::Nothing => Some(DuplicateKeys::KeepFirst),
+        ConflictAction::Update => None,
+    });
+    Ok(Some(Prepared {
+        catalog,
+        columns,
+        policy,
+    }))
+}
+
+/// Ranks the keys on the server when the plan needs it, before the call's transaction starts:
+/// input the call rejects writes nothing.
+fn group<T, R, Out, C>(
+    plan: &mut BulkPlan<'_, T, R, Out>,
+    key: &KeyShape<'_>,
+    conn: &mut C,
+) -> Result<()>
+where
+    R: RowValues<T>,
+    Out: Clone,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    if let Some(rows) = plan.grouping()? {
+        plan.ranked(GroupKeys { rows, key }.load(conn)?)?;
+    }
+    Ok(())
+}
 
 /// A bulk call: one result per input row, in input order (the outcome only with `outcomes`).
 pub(crate) fn bulk<S, Sel, Out, C>(
@@ -31,32 +83,35 @@ where
     Out: Clone,
     C: Connection<Backend = Pg> + LoadConnection,
 {
-    let rows = statement.rows();
-    let columns = consistent_columns::<S::Table, S::Row>(rows.iter())?;
-    if rows.is_empty() {
+    let Some(Prepared {
+        catalog,
+        columns,
+        policy,
+    }) = prepare(statement, conn)?
+    else {
         return Ok(Vec::new());
-    }
-    statement.check()?;
-    let catalog = catalog::lookup(statement.table_sql(), statement.target(), conn)?;
-    check_returnable(statement, &catalog)?;
+    };
+    let rows = statement.rows();
     let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
     let key_columns = key.columns();
     let indexed: Vec<_> = rows.iter().enumerate().collect();
     let settings = Settings {
         method: Method::choose(statement, &catalog, &columns, outcomes),
-        policy: statement.duplicate_keys().or(match statement.action() {
-            ConflictAction::Nothing => Some(DuplicateKeys::KeepFirst),
-            ConflictAction::Update => None,
-        }),
+        policy,
         outcomes,
         columns: columns.len(),
-        fixed: fixed_binds(statement, &indexed, &key, &selection)?,
+        fixed: fixed_binds(&indexed, |rows| BulkUpsert {
+            statement,
+            rows,
+            key: &key,
+            selection: selection(),
+            flag: InsertedFlag::Xmax,
+            do_nothing: false,
+        })?,
+        rows_back: true,
     };
     let mut plan = BulkPlan::new(rows, &key, &key_columns, settings)?;
-    // Outside the transaction: input the call rejects writes nothing.
-    if let Some(rows) = plan.grouping()? {
-        plan.ranked(GroupKeys { rows, key: &key }.load(conn)?)?;
-    }
+    group(&mut plan, &key, conn)?;
     conn.transaction(|conn| {
         while let Some(step) = plan.next()? {
             let classify = |e| classify_error(statement, e);
@@ -95,9 +150,76 @@ where
                     };
                     plan.inserted(Sel::load_single(query, conn).map_err(classify)?)?
                 }
+                Step::Count { .. } => return Err(Error::internal("a count in a call with rows")),
             }
         }
         plan.finish()
+    })
+}
+
+/// A bulk call that returns no rows, only how many input rows it inserted, updated and left
+/// unchanged: the same checks, order, chunks and transaction, no read-back of kept rows.
+pub(crate) fn bulk_execute<S, C>(statement: &S, conn: &mut C) -> Result<BulkSummary>
+where
+    S: UpsertStatement,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    let Some(Prepared {
+        catalog,
+        columns,
+        policy,
+    }) = prepare(statement, conn)?
+    else {
+        return Ok(BulkSummary::default());
+    };
+    let method = Method::choose(statement, &catalog, &columns, true);
+    if method == Method::TwoPhases {
+        return Err(Error::unsupported(format!(
+            "on a partitioned table, PostgreSQL {} cannot count updated rows apart from inserted \
+             ones in one statement (PostgreSQL 18 can); use bulk_insert, which tells them apart \
+             row by row",
+            catalog.server_version / 10_000
+        )));
+    }
+    let rows = statement.rows();
+    let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
+    let key_columns = key.columns();
+    let indexed: Vec<_> = rows.iter().enumerate().collect();
+    let settings = Settings {
+        method,
+        policy,
+        outcomes: true,
+        columns: columns.len(),
+        fixed: fixed_binds(&indexed, |rows| BulkCount {
+            statement,
+            rows,
+            catalog: &catalog,
+            flag: InsertedFlag::Xmax,
+            do_nothing: false,
+        })?,
+        rows_back: false,
+    };
+    let mut plan = BulkPlan::<_, _, ()>::new(rows, &key, &key_columns, settings)?;
+    group(&mut plan, &key, conn)?;
+    conn.transaction(|conn| {
+        while let Some(step) = plan.next()? {
+            let Step::Count { rows, flag } = step else {
+                return Err(Error::internal("rows asked for in a call without rows"));
+            };
+            let query = BulkCount {
+                statement,
+                rows,
+                catalog: &catalog,
+                flag,
+                do_nothing: false,
+            };
+            plan.counted(
+                query
+                    .get_result(conn)
+                    .map_err(|e| classify_error(statement, e))?,
+            )?;
+        }
+        plan.finish_counts()
     })
 }
 

@@ -5,6 +5,7 @@ use super::*;
 use crate::plan::rows::MAX_BINDS;
 use crate::rows::Records;
 use crate::schema::{Catalog, ColumnType};
+use crate::spec::BulkSummary;
 use crate::target::KeyPart;
 use diesel::prelude::*;
 
@@ -52,6 +53,7 @@ fn settings(method: Method, policy: Option<DuplicateKeys>) -> Settings {
         outcomes: true,
         columns: 2,
         fixed: 0,
+        rows_back: true,
     }
 }
 
@@ -67,12 +69,20 @@ fn positions<T, R>(step: &Step<'_, T, R>) -> Vec<i32> {
         | Step::Fetch {
             rows: BulkRows::Arrays(a),
             ..
+        }
+        | Step::Count {
+            rows: BulkRows::Arrays(a),
+            ..
         } => a.positions.clone(),
         Step::Upsert {
             rows: BulkRows::Values(v),
             ..
         }
         | Step::Fetch {
+            rows: BulkRows::Values(v),
+            ..
+        }
+        | Step::Count {
             rows: BulkRows::Values(v),
             ..
         } => v.iter().map(|(i, _)| *i as i32).collect(),
@@ -356,4 +366,70 @@ fn values_lists_are_cut_at_the_bind_budget() {
     }
     assert_eq!(sizes, [2, 2, 1]);
     assert_eq!(plan.finish().unwrap().len(), 5);
+}
+
+#[test]
+fn without_rows_back_each_chunk_is_counted_and_kept_rows_are_not_read() {
+    let catalog = catalog();
+    let key = KeyShape::new(vec![KeyPart::Column("k")], &catalog).unwrap();
+    let input = vec![
+        new(Some("b"), 1),
+        new(None, 2),
+        new(Some("a"), 3),
+        new(Some("b"), 4),
+    ];
+    let statement = diesel::insert_into(t::table).values(&input);
+    let rows = statement.records.rows();
+    let settings = Settings {
+        rows_back: false,
+        ..settings(XMAX, Some(DuplicateKeys::KeepFirst))
+    };
+    let mut plan: BulkPlan<_, _, ()> = BulkPlan::new(rows, &key, KEY_COLUMNS, settings).unwrap();
+    let step = plan.next().unwrap().unwrap();
+    assert!(matches!(
+        step,
+        Step::Count {
+            flag: InsertedFlag::Xmax,
+            ..
+        }
+    ));
+    assert_eq!(positions(&step), [2, 0], "one per key, in key order");
+    plan.counted((1, 0)).unwrap(); // "a" inserted, "b" left in place
+    let step = plan.next().unwrap().unwrap();
+    assert!(matches!(
+        step,
+        Step::Count {
+            flag: InsertedFlag::Always(true),
+            ..
+        }
+    ));
+    assert_eq!(positions(&step), [1], "the row without a key");
+    plan.counted((1, 0)).unwrap();
+    assert!(plan.next().unwrap().is_none(), "no read-back, no retry");
+    assert_eq!(
+        plan.finish_counts().unwrap(),
+        BulkSummary {
+            inserted: 2,
+            updated: 0,
+            unchanged: 2
+        }
+    );
+}
+
+#[test]
+fn counts_larger_than_the_rows_sent_are_an_internal_error() {
+    let catalog = catalog();
+    let key = KeyShape::new(vec![KeyPart::Column("k")], &catalog).unwrap();
+    let input = vec![new(Some("a"), 1)];
+    let statement = diesel::insert_into(t::table).values(&input);
+    let settings = Settings {
+        rows_back: false,
+        ..settings(XMAX, None)
+    };
+    let mut plan: BulkPlan<_, _, ()> =
+        BulkPlan::new(statement.records.rows(), &key, KEY_COLUMNS, settings).unwrap();
+    plan.next().unwrap().unwrap();
+    plan.counted((1, 1)).unwrap();
+    assert!(plan.next().unwrap().is_none());
+    assert!(matches!(plan.finish_counts(), Err(Error::Internal { .. })));
 }
