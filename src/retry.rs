@@ -61,18 +61,68 @@ impl Error {
     }
 }
 
-/// Whether a Diesel error is a serialization failure or a deadlock.
+/// Whether a Diesel error is a serialization failure or a deadlock, whatever the server's
+/// message language.
 ///
-/// Diesel reports 40001 as `SerializationFailure`; a deadlock has no kind of its own and is
-/// recognized by PostgreSQL's message text.
+/// Diesel reports 40001 as `SerializationFailure`. A deadlock (40P01) has no kind of its own and
+/// Diesel does not expose the SQLSTATE, so it is recognized by the shape of PostgreSQL's detail,
+/// which no other error has and which keeps its untranslated parts in every language: one line
+/// per process of the cycle, each naming a lock mode (`ShareLock`, `ExclusiveLock`, …, never
+/// translated) and the process ids, each waiting process also blocking another.
 pub fn is_transient(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             info.message().starts_with("deadlock detected")
+                || info.details().is_some_and(is_deadlock_detail)
         }
         _ => false,
     }
+}
+
+/// PostgreSQL's lock mode names (`GetLockmodeName`), which its messages never translate.
+const LOCK_MODES: [&str; 8] = [
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+];
+
+/// Whether `detail` is the detail of a deadlock report: at least two lines ("Process 1 waits for
+/// ShareLock on transaction 7; blocked by process 2."), each with a lock mode and at least two
+/// numbers, whose first numbers (the waiting processes) are the same set as their last numbers
+/// (the blocking ones): a cycle.
+fn is_deadlock_detail(detail: &str) -> bool {
+    let lines: Vec<&str> = detail.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() < 2 {
+        return false;
+    }
+    let mut waiting = Vec::new();
+    let mut blocking = Vec::new();
+    for line in &lines {
+        if !LOCK_MODES.iter().any(|mode| line.contains(mode)) {
+            return false;
+        }
+        let numbers: Vec<&str> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let (Some(first), Some(last)) = (numbers.first(), numbers.last()) else {
+            return false;
+        };
+        if numbers.len() < 2 {
+            return false;
+        }
+        waiting.push(*first);
+        blocking.push(*last);
+    }
+    waiting.sort_unstable();
+    blocking.sort_unstable();
+    waiting == blocking
 }
 
 /// Runs `attempt` until it succeeds, fails for a non-transient reason, or `policy` runs out of
@@ -103,4 +153,31 @@ fn jitter(backoff: Duration) -> Duration {
         .map_or(0, |d| d.subsec_nanos());
     let fraction = 0.5 + f64::from(nanos % 1000) / 2000.0;
     backoff.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod deadlock_tests {
+    use super::is_deadlock_detail;
+
+    #[test]
+    fn a_deadlock_detail_is_recognized_in_english_german_and_french() {
+        let english = "Process 101 waits for ShareLock on transaction 7; blocked by process 202.\nProcess 202 waits for ShareLock on transaction 8; blocked by process 101.";
+        let german = "Prozess 101 wartet auf ShareLock-Sperre auf Transaktion 7; blockiert von Prozess 202.\nProzess 202 wartet auf ShareLock-Sperre auf Transaktion 8; blockiert von Prozess 101.";
+        let french = "Le processus 101 attend ShareLock sur transaction 7 ; bloqué par le processus 202.\nLe processus 202 attend ShareLock sur transaction 8 ; bloqué par le processus 101.";
+        for detail in [english, german, french] {
+            assert!(is_deadlock_detail(detail), "{detail}");
+        }
+    }
+
+    #[test]
+    fn other_details_are_not_deadlocks() {
+        for detail in [
+            "Key (sku)=(A-1) already exists.",
+            "Process 101 waits for ShareLock on transaction 7; blocked by process 202.",
+            "Process 101 waits for ShareLock on transaction 7; blocked by process 202.\nProcess 303 waits for ShareLock on transaction 8; blocked by process 404.",
+            "Failing row contains (1, 2).\nAnother line 3 4.",
+        ] {
+            assert!(!is_deadlock_detail(detail), "{detail}");
+        }
+    }
 }

@@ -45,6 +45,17 @@ pub(crate) struct Catalog {
     pub(crate) nulls_not_distinct: bool,
     /// The target is an exclusion constraint.
     pub(crate) exclusion: bool,
+    /// For a target of plain columns: which unique indexes have exactly its columns.
+    pub(crate) arbiter: Option<Arbiter>,
+}
+
+/// The unique indexes on exactly the columns of a plain-column target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Arbiter {
+    /// Some unique index, partial or not.
+    pub(crate) partial_or_full: bool,
+    /// Some unique index without a predicate.
+    pub(crate) full: bool,
 }
 
 impl Catalog {

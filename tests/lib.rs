@@ -4,5 +4,6 @@ mod docs_sql;
 mod harness;
 mod hstore;
 mod keys;
+mod language;
 mod single;
 mod smoke;

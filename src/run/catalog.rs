@@ -10,7 +10,8 @@
 use crate::error::{Error, Result};
 use crate::literal;
 use crate::query_builder::statement::UpsertStatement;
-use crate::schema::{Catalog, ColumnType};
+use crate::schema::{Arbiter, Catalog, ColumnType};
+use crate::target::KeyPart;
 use crate::target::Target;
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
@@ -47,6 +48,10 @@ struct Row {
     before_triggers: bool,
     #[diesel(sql_type = Bool)]
     nulls_not_distinct: bool,
+    #[diesel(sql_type = Bool)]
+    arbiter_any: bool,
+    #[diesel(sql_type = Bool)]
+    arbiter_full: bool,
 }
 
 /// One query for all of it. Columns that only newer servers have (`collisdeterministic`,
@@ -69,7 +74,15 @@ FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND CASE WHEN con.oid
 THEN i.indexrelid = con.conindid ELSE i.indexprs IS NULL AND \
 (SELECT array_agg(x.attname::text ORDER BY x.attname::text) FROM pg_attribute x \
 WHERE x.attrelid = c.oid AND x.attnum = ANY (i.indkey)) = \
-(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n) END), false) AS nulls_not_distinct \
+(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n) END), false) AS nulls_not_distinct, \
+EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indexprs IS NULL \
+AND (SELECT array_agg(x.attname::text ORDER BY x.attname::text) FROM pg_attribute x \
+WHERE x.attrelid = c.oid AND x.attnum = ANY (i.indkey)) = \
+(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n)) AS arbiter_any, \
+EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indexprs IS NULL \
+AND i.indpred IS NULL AND (SELECT array_agg(x.attname::text ORDER BY x.attname::text) \
+FROM pg_attribute x WHERE x.attrelid = c.oid AND x.attnum = ANY (i.indkey)) = \
+(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n)) AS arbiter_full \
 FROM pg_class c \
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
 LEFT JOIN pg_collation co ON co.oid = a.attcollation \
@@ -130,6 +143,15 @@ where
         first.nulls_not_distinct,
     );
     let exclusion = first.constraint_type.as_deref() == Some("x");
+    // Only a target of plain columns can be matched here; expressions (hstore keys) and named
+    // constraints are left to the server's message.
+    let plain_target = target
+        .parts()
+        .is_some_and(|parts| parts.iter().all(|p| matches!(p, KeyPart::Column(_))));
+    let arbiter = plain_target.then_some(Arbiter {
+        partial_or_full: first.arbiter_any,
+        full: first.arbiter_full,
+    });
     if let (Some(constraint), None) = (target.constraint(), &first.constraint_type) {
         return Err(Error::invalid_target(format!(
             "constraint {constraint:?} does not exist on {table}"
@@ -159,23 +181,36 @@ where
         constraint_columns: constraint_columns.into_iter().map(|(_, n)| n).collect(),
         nulls_not_distinct,
         exclusion,
+        arbiter,
     })
 }
 
 /// Turns PostgreSQL's "no unique or exclusion constraint matching the ON CONFLICT
 /// specification" (42P10) into [`Error::NoMatchingUniqueIndex`] with a hint.
 ///
-/// Diesel does not expose the SQLSTATE, so this matches the English message (PostgreSQL's
-/// default `lc_messages`); with localized messages the error stays an [`Error::Query`].
+/// Diesel does not expose the SQLSTATE. Whatever the server's language, a target of plain
+/// columns is recognized by the catalog read before the statement: PostgreSQL rejects every
+/// statement whose target no unique index matches, so a database error on such a target means
+/// 42P10 (an index predicate is taken to match any partial index on the columns). Other targets
+/// (hstore keys, expressions) are recognized by PostgreSQL's English message; with localized
+/// messages their error stays an [`Error::Query`].
 pub(crate) fn classify_error<S: UpsertStatement>(
     statement: &S,
+    catalog: &Catalog,
     error: diesel::result::Error,
 ) -> Error {
     use diesel::result::{DatabaseErrorKind, Error as DieselError};
     if let DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) = &error {
-        if info
-            .message()
-            .contains("no unique or exclusion constraint matching the ON CONFLICT")
+        let unmatched = catalog
+            .arbiter
+            .is_some_and(|arbiter| match statement.predicate() {
+                Some(_) => !arbiter.partial_or_full,
+                None => !arbiter.full,
+            });
+        if unmatched
+            || info
+                .message()
+                .contains("no unique or exclusion constraint matching the ON CONFLICT")
         {
             let table = statement.table_sql();
             let target = render_target(statement.target());

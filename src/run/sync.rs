@@ -114,7 +114,7 @@ where
     group(&mut plan, &key, conn)?;
     conn.transaction(|conn| {
         while let Some(step) = plan.next()? {
-            let classify = |e| classify_error(statement, e);
+            let classify = |e| classify_error(statement, &catalog, e);
             match step {
                 Step::Upsert {
                     rows,
@@ -216,7 +216,7 @@ where
             plan.counted(
                 query
                     .get_result(conn)
-                    .map_err(|e| classify_error(statement, e))?,
+                    .map_err(|e| classify_error(statement, &catalog, e))?,
             )?;
         }
         plan.finish_counts()
@@ -258,8 +258,8 @@ where
                         returning: (selection(), inserted(statement, flag)),
                         do_nothing,
                     };
-                    let mut rows =
-                        Sel::load_single(query, conn).map_err(|e| classify_error(statement, e))?;
+                    let mut rows = Sel::load_single(query, conn)
+                        .map_err(|e| classify_error(statement, &catalog, e))?;
                     plan.upserted(rows.pop());
                 }
                 SingleStep::Fetch { lock } => {

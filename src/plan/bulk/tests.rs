@@ -41,6 +41,7 @@ fn catalog() -> Catalog {
         constraint_columns: Vec::new(),
         nulls_not_distinct: false,
         exclusion: false,
+        arbiter: None,
     }
 }
 
