@@ -118,9 +118,11 @@ impl Error {
     }
 }
 
-// Errors raised while the SQL is written (inside `walk_ast`) travel through Diesel as a
-// `QueryBuilderError` holding this crate's `Error`, and come out as that `Error` again.
-
+/// Lets `?` turn this crate's errors into Diesel's, in code built on Diesel (a
+/// `conn.transaction(|conn| -> QueryResult<_> { … })` closure): the database error itself where
+/// there is one (`Error::Query`), otherwise the typed error boxed in
+/// `diesel::result::Error::QueryBuilderError`, from which `Error::from` takes it back out.
+/// Errors raised while the SQL is written (inside `walk_ast`) travel through Diesel this way too.
 impl From<Error> for diesel::result::Error {
     fn from(e: Error) -> Self {
         match e {

@@ -2,7 +2,7 @@
 
 use crate::harness::models::*;
 use crate::harness::schema::*;
-use crate::harness::{connection, pool, test_connection};
+use crate::harness::{connection, pool, test_connection, unique_key};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::debug_query;
 use diesel::pg::Pg;
@@ -889,4 +889,49 @@ fn pooled_connections_are_accepted() {
         .insert(&mut pool.get().unwrap())
         .unwrap();
     assert_eq!(id, first.id);
+}
+
+#[test]
+fn question_mark_works_in_closures_returning_diesels_query_result() {
+    use diesel::result::QueryResult;
+    let conn = &mut test_connection();
+    let sku = unique_key("qm");
+    let id = conn
+        .transaction(|conn| -> QueryResult<i64> {
+            let id: i64 = diesel::insert_into(products::table)
+                .values(&NewProduct::new(&sku, "Kettle"))
+                .upsert(products::sku, conn)?;
+            diesel::update(products::table.find(id))
+                .set(products::qty.eq(3))
+                .execute(conn)?;
+            Ok(id)
+        })
+        .unwrap();
+    let qty: i32 = products::table
+        .find(id)
+        .select(products::qty)
+        .get_result(conn)
+        .unwrap();
+    assert_eq!(qty, 3);
+    // A typed error travels boxed inside Diesel's error and comes back out unchanged.
+    let rows = vec![NewProduct::new(&sku, "a"), NewProduct::new(&sku, "b")];
+    let error = conn
+        .transaction(|conn| -> QueryResult<Vec<i64>> {
+            Ok(diesel::insert_into(products::table)
+                .values(&rows)
+                .on_conflict_do(products::sku, ConflictAction::Update)
+                .bulk_insert(conn)?)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(error, diesel::result::Error::QueryBuilderError(_)),
+        "{error:?}"
+    );
+    assert!(matches!(
+        diesel_upsert::Error::from(error),
+        diesel_upsert::Error::DuplicateConflictKey {
+            first: 0,
+            duplicate: 1
+        }
+    ));
 }
