@@ -48,7 +48,11 @@ use std::ops::{Deref, DerefMut};
 /// # Ok(())
 /// # }
 /// ```
+///
+/// With the `serde` feature it serializes as the map itself (`{"en": "Tea", "de": null}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, AsExpression, FromSqlRow)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 #[diesel(sql_type = Hstore)]
 pub struct HstoreMap(pub BTreeMap<String, Option<String>>);
 
@@ -160,5 +164,19 @@ impl<'a> IntoIterator for &'a HstoreMap {
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::HstoreMap;
+
+    #[test]
+    fn an_hstore_map_serializes_as_the_map_itself_null_values_kept() {
+        let map: HstoreMap = [("en", Some("Tea")), ("de", None)].into_iter().collect();
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(json, r#"{"de":null,"en":"Tea"}"#);
+        let back: HstoreMap = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, map);
     }
 }
