@@ -35,17 +35,28 @@
 //!
 //! - [`ConflictAction::Update`] updates every column the insert supplied (minus the conflict
 //!   target and the primary key); `None` fields keep their existing value.
-//! - `insert_and_get` returns the row for every action, including `DO NOTHING` on an existing
-//!   row; `insert_and_get_with_outcome` also says whether it was [`Outcome::Inserted`],
-//!   [`Outcome::Updated`] or [`Outcome::Unchanged`].
+//! - [`UpsertDsl::on_conflict_do`] starts the builder ([`OnConflictDo`]);
+//!   [`upsert`](UpsertDsl::upsert), [`upsert_and_get`](UpsertDsl::upsert_and_get) and
+//!   [`bulk_upsert`](UpsertDsl::bulk_upsert) are the psqlextra-style shorthands.
+//! - [`insert`](OnConflictDo::insert) returns the primary key and
+//!   [`insert_and_get`](OnConflictDo::insert_and_get) the row for every action, including `DO
+//!   NOTHING` on an existing row; [`insert_and_get_with_outcome`](OnConflictDo::insert_and_get_with_outcome)
+//!   also says whether it was [`Outcome::Inserted`], [`Outcome::Updated`] or
+//!   [`Outcome::Unchanged`].
 //! - Conflict targets: columns, tuples, [`on_constraint`], partial indexes through
-//!   `index_predicate`; all written as literal SQL so PostgreSQL can infer the arbiter index on
-//!   every execution of the cached prepared statement.
-//! - `update_only`, `update_values`, `update_condition`, `skip_unchanged` refine the update.
-//! - Bulk terminals (`bulk_insert`, `bulk_insert_and_get`, `bulk_insert_and_get_with_outcome`,
-//!   `bulk_upsert`): one result per input row in input order, matched by conflict key; column
-//!   consistency and duplicate keys checked before sending ([`DuplicateKeys`]); key-ordered,
-//!   chunked below 65 535 binds, all in one transaction.
+//!   [`index_predicate`](OnConflictDo::index_predicate); all written as literal SQL so
+//!   PostgreSQL can infer the arbiter index on every execution of the cached prepared statement.
+//! - [`update_only`](OnConflictDo::update_only), [`update_values`](OnConflictDo::update_values),
+//!   [`update_condition`](OnConflictDo::update_condition) and
+//!   [`skip_unchanged`](OnConflictDo::skip_unchanged) refine the update.
+//! - Bulk terminals ([`bulk_insert`](OnConflictDo::bulk_insert),
+//!   [`bulk_insert_and_get`](OnConflictDo::bulk_insert_and_get),
+//!   [`bulk_insert_and_get_with_outcome`](OnConflictDo::bulk_insert_and_get_with_outcome), and
+//!   [`bulk_execute`](OnConflictDo::bulk_execute), which returns only a [`BulkSummary`]): one
+//!   result per input row in input order, paired by an ordinal PostgreSQL carries; column
+//!   consistency and duplicate keys (as the unique index compares them) checked before writing
+//!   ([`on_duplicate_keys`](OnConflictDo::on_duplicate_keys), [`DuplicateKeys`]); key-ordered,
+//!   chunked, all in one transaction.
 //! - [`sql_types::Hstore`], [`HstoreMap`] and [`HstoreExpressionMethods::key`]: hstore columns,
 //!   hstore-key conflict targets and [`hstore`] migration helpers.
 //! - `pool` (feature `r2d2`) and [`retry`]: an r2d2 pool with upsert-friendly defaults, and retries for

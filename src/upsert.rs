@@ -98,6 +98,22 @@ pub trait UpsertDsl: Sized {
     /// Inserts a batch of rows or updates the rows with the same `target` keys; returns one row
     /// per input row, in input order. Shorthand for
     /// `.on_conflict_do(target, ConflictAction::Update).bulk_insert_and_get(conn)`.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let rows = vec![NewProduct::new("SKU-U1", "Cup"), NewProduct::new("SKU-U2", "Pot")];
+    /// let got: Vec<Product> = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .bulk_upsert(products::sku, conn)?;
+    /// assert_eq!(got.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn bulk_upsert<X, MX, M, C>(self, target: X, conn: &mut C) -> Result<Vec<M>>
     where
         X: IntoConflictTarget<Self::Table, MX>,
@@ -164,6 +180,30 @@ where
     /// become escaped literals — because PostgreSQL cannot match a bind parameter against an
     /// index predicate once it plans the prepared statement generically. Combining a predicate
     /// with [`on_constraint`](crate::on_constraint) is an [`Error::InvalidTarget`].
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// // memberships: UNIQUE (org) WHERE role = 'owner' (one owner per organization).
+    /// let owner = NewMembership { user_id: 1, org: "acme", role: "owner", deleted_at: None };
+    /// let first: Membership = diesel::insert_into(memberships::table)
+    ///     .values(&owner)
+    ///     .on_conflict_do(memberships::org, ConflictAction::Update)
+    ///     .index_predicate(memberships::role.eq("owner"))
+    ///     .insert_and_get(conn)?;
+    /// let handed_over: Membership = diesel::insert_into(memberships::table)
+    ///     .values(&NewMembership { user_id: 2, ..owner })
+    ///     .on_conflict_do(memberships::org, ConflictAction::Update)
+    ///     .index_predicate(memberships::role.eq("owner"))
+    ///     .insert_and_get(conn)?;
+    /// assert_eq!((handed_over.id, handed_over.user_id), (first.id, 2));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn index_predicate<P>(mut self, predicate: P) -> Self
     where
         P: Expression + AppearsOnTable<T> + QueryFragment<Pg>,
@@ -178,6 +218,27 @@ where
 
     /// Restricts the columns `ConflictAction::Update` copies from the new row to `columns` (one
     /// column or a tuple). Columns the insert does not supply are never updated.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-O", "Cup").qty(1))
+    ///     .execute(conn)?;
+    /// // Only `qty` is copied from the new row; `name` keeps its stored value.
+    /// let row: Product = diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-O", "Mug").qty(7))
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .update_only(products::qty)
+    ///     .insert_and_get(conn)?;
+    /// assert_eq!((row.name.as_str(), row.qty), ("Cup", 7));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn update_only<X, M>(mut self, columns: X) -> Self
     where
         X: ColumnSet<T, M>,
@@ -192,6 +253,26 @@ where
     /// columns work), so an identical row costs no new row version (no dead tuple, no WAL for
     /// the row). Columns assigned by `update_values` are not compared. The row is still
     /// returned by the `*_and_get` terminals, with [`Outcome::Unchanged`].
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let upsert = || {
+    ///     diesel::insert_into(products::table)
+    ///         .values(NewProduct::new("SKU-S", "Cup"))
+    ///         .on_conflict_do(products::sku, ConflictAction::Update)
+    ///         .skip_unchanged()
+    /// };
+    /// let (_, first): (Product, Outcome) = upsert().insert_and_get_with_outcome(conn)?;
+    /// let (_, again): (Product, Outcome) = upsert().insert_and_get_with_outcome(conn)?;
+    /// assert_eq!((first, again), (Outcome::Inserted, Outcome::Unchanged));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn skip_unchanged(mut self) -> Self {
         self.skip_unchanged = true;
         self
@@ -199,6 +280,27 @@ where
 
     /// Chooses what a bulk call does with input rows sharing a conflict key, instead of
     /// [`Error::DuplicateConflictKey`] (the default for `ConflictAction::Update`).
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// use diesel_upsert::DuplicateKeys;
+    ///
+    /// let rows = vec![NewProduct::new("SKU-D", "first"), NewProduct::new("SKU-D", "last")];
+    /// let got: Vec<Product> = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .on_duplicate_keys(DuplicateKeys::KeepLast)
+    ///     .bulk_insert_and_get(conn)?;
+    /// // Every input row gets the row its key ended as.
+    /// assert_eq!((got[0].name.as_str(), got[1].id), ("last", got[0].id));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on_duplicate_keys(mut self, policy: DuplicateKeys) -> Self {
         self.duplicate_keys = Some(policy);
         self
@@ -271,6 +373,29 @@ where
     /// `diesel::upsert::excluded(column)`. A row where the condition is false is left alone and
     /// still returned by the `*_and_get` terminals, with [`Outcome::Unchanged`]. Combine several
     /// conditions with `.and(..)`.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// use diesel::upsert::excluded;
+    ///
+    /// diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-C", "Cup").price_cents(500))
+    ///     .execute(conn)?;
+    /// // Only ever lower the price: a higher one leaves the row alone.
+    /// let (row, outcome): (Product, Outcome) = diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-C", "Cup").price_cents(900))
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .update_condition(excluded(products::price_cents).lt(products::price_cents))
+    ///     .insert_and_get_with_outcome(conn)?;
+    /// assert_eq!((row.price_cents, outcome), (500, Outcome::Unchanged));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn update_condition<E>(self, condition: E) -> OnConflictDo<T, U, Op, V, UpdateCondition<E>>
     where
         E: Expression + AppearsOnTable<T> + QueryFragment<Pg>,
@@ -301,6 +426,27 @@ where
     Self: UpsertStatement<Table = T>,
 {
     /// Runs the upsert and returns the primary key of the inserted, updated or existing row.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let id: i64 = diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-I", "Cup"))
+    ///     .on_conflict_do(products::sku, ConflictAction::Nothing)
+    ///     .insert(conn)?;
+    /// // The key exists: `DO NOTHING` keeps the row, and its id is still returned.
+    /// let again: i64 = diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-I", "Mug"))
+    ///     .on_conflict_do(products::sku, ConflictAction::Nothing)
+    ///     .insert(conn)?;
+    /// assert_eq!(again, id);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn insert<Pk, C>(self, conn: &mut C) -> Result<Pk>
     where
         C: Connection<Backend = Pg> + LoadConnection,
@@ -316,6 +462,22 @@ where
     /// identical row) the statement writes nothing and returns nothing; the existing row is
     /// then read by its conflict key in a second statement, the key compared as the column's
     /// type compares it.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let row: Product = diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-G", "Cup"))
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .insert_and_get(conn)?;
+    /// assert_eq!(row.name, "Cup");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn insert_and_get<M, C>(self, conn: &mut C) -> Result<M>
     where
         C: Connection<Backend = Pg> + LoadConnection,
@@ -327,6 +489,25 @@ where
 
     /// Like [`insert_and_get`](Self::insert_and_get), and tells whether the row was inserted,
     /// updated or left unchanged.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let upsert = |name| {
+    ///     diesel::insert_into(products::table)
+    ///         .values(NewProduct::new("SKU-W", name))
+    ///         .on_conflict_do(products::sku, ConflictAction::Update)
+    /// };
+    /// let (_, first): (Product, Outcome) = upsert("Cup").insert_and_get_with_outcome(conn)?;
+    /// let (row, second): (Product, Outcome) = upsert("Mug").insert_and_get_with_outcome(conn)?;
+    /// assert_eq!((first, second, row.name.as_str()), (Outcome::Inserted, Outcome::Updated, "Mug"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<(M, Outcome)>
     where
         C: Connection<Backend = Pg> + LoadConnection,
@@ -347,6 +528,28 @@ where
     /// Runs a bulk upsert and returns the primary key of each input row's row, in input order.
     ///
     /// See [`bulk_insert_and_get_with_outcome`](Self::bulk_insert_and_get_with_outcome).
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let rows = vec![NewProduct::new("SKU-B2", "Pot"), NewProduct::new("SKU-B1", "Cup")];
+    /// let ids: Vec<i64> = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .bulk_insert(conn)?;
+    /// // One id per input row, in input order.
+    /// let skus: Vec<String> = ids
+    ///     .iter()
+    ///     .map(|id| products::table.find(id).select(products::sku).get_result(conn))
+    ///     .collect::<QueryResult<_>>()?;
+    /// assert_eq!(skus, ["SKU-B2", "SKU-B1"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn bulk_insert<Pk, C>(self, conn: &mut C) -> Result<Vec<Pk>>
     where
         C: Connection<Backend = Pg> + LoadConnection,
@@ -360,6 +563,23 @@ where
     /// Runs a bulk upsert and returns each input row's row as `M`, in input order.
     ///
     /// See [`bulk_insert_and_get_with_outcome`](Self::bulk_insert_and_get_with_outcome).
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let rows = vec![NewProduct::new("SKU-L1", "Cup"), NewProduct::new("SKU-L2", "Pot")];
+    /// let got: Vec<Product> = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Nothing)
+    ///     .bulk_insert_and_get(conn)?;
+    /// assert_eq!(got.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["SKU-L1", "SKU-L2"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn bulk_insert_and_get<M, C>(self, conn: &mut C) -> Result<Vec<M>>
     where
         C: Connection<Backend = Pg> + LoadConnection,
@@ -431,6 +651,27 @@ where
     ///   carries, never by position in the output: rows a conflict left in place are read back
     ///   by key, with [`Outcome::Unchanged`].
     /// - Empty input returns an empty `Vec` without sending anything.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-E1", "Cup"))
+    ///     .execute(conn)?;
+    /// let rows = vec![NewProduct::new("SKU-E1", "Mug"), NewProduct::new("SKU-E2", "Pot")];
+    /// let got: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .bulk_insert_and_get_with_outcome(conn)?;
+    /// let outcomes: Vec<Outcome> = got.iter().map(|(_, o)| *o).collect();
+    /// assert_eq!(outcomes, [Outcome::Updated, Outcome::Inserted]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn bulk_insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<Vec<(M, Outcome)>>
     where
         C: Connection<Backend = Pg> + LoadConnection,
