@@ -293,9 +293,19 @@ pub trait Records<T> {
 
 /// Records holding exactly one row: the single-row terminals (`insert`, `insert_and_get`, …)
 /// exist only for these.
+#[diagnostic::on_unimplemented(
+    message = "this terminal needs one row, but these records are a batch",
+    label = "`.values(..)` was given a batch of rows",
+    note = "use a bulk terminal: `bulk_insert`, `bulk_insert_and_get`, `bulk_insert_and_get_with_outcome` or `bulk_execute`"
+)]
 pub trait SingleRow<T>: Records<T> {}
 
 /// Records holding a batch of rows: the bulk terminals (`bulk_insert`, …) exist only for these.
+#[diagnostic::on_unimplemented(
+    message = "this terminal needs a batch of rows, but these records are one row",
+    label = "`.values(..)` was given one row",
+    note = "use a single-row terminal: `insert`, `insert_and_get` or `insert_and_get_with_outcome`, or pass a `Vec` or slice of rows"
+)]
 pub trait BatchRows<T>: Records<T> {}
 
 impl<V, T> Records<T> for ValuesClause<V, T>

@@ -422,7 +422,6 @@ where
 impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
 where
     T: Table,
-    U: SingleRow<T>,
     Self: UpsertStatement<Table = T>,
 {
     /// Runs the upsert and returns the primary key of the inserted, updated or existing row.
@@ -449,6 +448,7 @@ where
     /// ```
     pub fn insert<Pk, C>(self, conn: &mut C) -> Result<Pk>
     where
+        U: SingleRow<T>,
         C: Connection<Backend = Pg> + LoadConnection,
         PrimaryKey<T>: Returning<Pk>,
     {
@@ -480,6 +480,7 @@ where
     /// ```
     pub fn insert_and_get<M, C>(self, conn: &mut C) -> Result<M>
     where
+        U: SingleRow<T>,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
@@ -510,6 +511,7 @@ where
     /// ```
     pub fn insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<(M, Outcome)>
     where
+        U: SingleRow<T>,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
@@ -522,7 +524,6 @@ where
 impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
 where
     T: Table,
-    U: BatchRows<T>,
     Self: UpsertStatement<Table = T>,
 {
     /// Runs a bulk upsert and returns the primary key of each input row's row, in input order.
@@ -552,6 +553,7 @@ where
     /// ```
     pub fn bulk_insert<Pk, C>(self, conn: &mut C) -> Result<Vec<Pk>>
     where
+        U: BatchRows<T>,
         C: Connection<Backend = Pg> + LoadConnection,
         PrimaryKey<T>: Returning<Pk>,
         Pk: Clone,
@@ -582,6 +584,7 @@ where
     /// ```
     pub fn bulk_insert_and_get<M, C>(self, conn: &mut C) -> Result<Vec<M>>
     where
+        U: BatchRows<T>,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
@@ -630,6 +633,7 @@ where
     /// ```
     pub fn bulk_execute<C>(self, conn: &mut C) -> Result<BulkSummary>
     where
+        U: BatchRows<T>,
         C: Connection<Backend = Pg> + LoadConnection,
     {
         crate::run::sync::bulk_execute(&self, conn)
@@ -674,6 +678,7 @@ where
     /// ```
     pub fn bulk_insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<Vec<(M, Outcome)>>
     where
+        U: BatchRows<T>,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,

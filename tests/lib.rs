@@ -7,3 +7,4 @@ mod keys;
 mod language;
 mod single;
 mod smoke;
+mod ui;

@@ -1,0 +1,24 @@
+use diesel::prelude::*;
+use diesel_upsert::prelude::*;
+
+diesel::table! {
+    products (id) {
+        id -> Int8,
+        sku -> Text,
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = products)]
+struct NewProduct<'a> {
+    sku: &'a str,
+}
+
+fn main() {
+    let conn = &mut PgConnection::establish("postgres://localhost/none").unwrap();
+    let rows = vec![NewProduct { sku: "a" }, NewProduct { sku: "b" }];
+    let _: diesel_upsert::Result<i64> = diesel::insert_into(products::table)
+        .values(&rows)
+        .on_conflict_do(products::sku, ConflictAction::Update)
+        .insert(conn);
+}
