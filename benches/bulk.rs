@@ -1,5 +1,6 @@
 //! Bulk upsert benchmark: the crate's bulk terminals against hand-written Diesel, the naive
-//! SELECT-then-write pattern and a COPY-staging reference, on one table, in one run.
+//! SELECT-then-write pattern and COPY-staging references that do the same work (one per kind of
+//! call: `DO UPDATE` or `DO NOTHING`, rows back or not), on one table, in one run.
 //!
 //! ```text
 //! cargo bench --bench bulk                      # the figures in docs/performance.md
@@ -20,7 +21,12 @@
 //!   (with `BULK_EXPLAIN=1` also their plans and executor times in the server log; with
 //!   `BULK_TRACE=1` or `BULK_TRACE=full` every statement event on stderr).
 //! - `--variants update,nothing,diesel,naive,copy` (`BULK_VARIANTS`): the variants compared
-//!   (`none`: skip the comparison).
+//!   (`none`: skip the comparison; default: all). Crate: `update`, `nothing`
+//!   (`bulk_insert_and_get`), `execute-update`, `execute-nothing` (`bulk_execute`); `diesel`,
+//!   `naive`; COPY staging: `copy` (alias `copy-update-returning`: `DO UPDATE … RETURNING`, the
+//!   baseline of `update`, `diesel` and `naive`), `copy-update` (`DO UPDATE`, no rows back: of
+//!   `execute-update`), `copy-nothing-returning` (`DO NOTHING … RETURNING` plus the kept rows: of
+//!   `nothing`), `copy-nothing` (`DO NOTHING`, no rows back: of `execute-nothing`).
 //! - `--quick`: `--n 2000 --reps 3 --naive-max 2000 --skip-rows 5000 --memory-rows 50000`.
 //!
 //! The database is a fresh one per run (see `tests/harness/db.rs`): the server in
@@ -43,6 +49,7 @@ use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_upsert::prelude::*;
+use diesel_upsert::BulkSummary;
 
 use schema::bulk_bench;
 use types::{Attrs, Price, PriceRef, Timestamptz};
@@ -501,17 +508,31 @@ fn table_checksum(client: &mut postgres::Client) -> (i64, String) {
 enum Variant {
     CrateUpdate,
     CrateNothing,
+    ExecuteUpdate,
+    ExecuteNothing,
     DieselChunks,
     Naive,
-    CopyStaging,
+    /// COPY staging, `DO UPDATE … RETURNING` the rows (the reference of the earlier runs).
+    CopyUpdateReturning,
+    /// COPY staging, `DO UPDATE`, no rows back.
+    CopyUpdate,
+    /// COPY staging, `DO NOTHING … RETURNING` the inserted rows plus the rows kept in place.
+    CopyNothingReturning,
+    /// COPY staging, `DO NOTHING`, no rows back.
+    CopyNothing,
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 10] = [
     Variant::CrateUpdate,
     Variant::CrateNothing,
+    Variant::ExecuteUpdate,
+    Variant::ExecuteNothing,
     Variant::DieselChunks,
     Variant::Naive,
-    Variant::CopyStaging,
+    Variant::CopyUpdateReturning,
+    Variant::CopyUpdate,
+    Variant::CopyNothingReturning,
+    Variant::CopyNothing,
 ];
 
 impl Variant {
@@ -519,19 +540,86 @@ impl Variant {
         match self {
             Variant::CrateUpdate => "crate `Update` + `bulk_insert_and_get`".into(),
             Variant::CrateNothing => "crate `Nothing` + `bulk_insert_and_get`".into(),
+            Variant::ExecuteUpdate => "crate `Update` + `bulk_execute`".into(),
+            Variant::ExecuteNothing => "crate `Nothing` + `bulk_execute`".into(),
             Variant::DieselChunks => {
                 format!("hand-written Diesel `on_conflict().do_update()`, {chunk}-row chunks")
             }
             Variant::Naive => "naive SELECT … FOR UPDATE, then UPDATE or INSERT, per row".into(),
-            Variant::CopyStaging => {
-                "COPY (binary) to TEMP table + INSERT … SELECT … ON CONFLICT".into()
+            Variant::CopyUpdateReturning => {
+                "COPY (binary) to TEMP table + INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING"
+                    .into()
             }
+            Variant::CopyUpdate => {
+                "COPY (binary) to TEMP table + INSERT … SELECT … ON CONFLICT DO UPDATE".into()
+            }
+            Variant::CopyNothingReturning => {
+                "COPY (binary) to TEMP table + INSERT … SELECT … ON CONFLICT DO NOTHING … RETURNING, + kept rows"
+                    .into()
+            }
+            Variant::CopyNothing => {
+                "COPY (binary) to TEMP table + INSERT … SELECT … ON CONFLICT DO NOTHING".into()
+            }
+        }
+    }
+
+    /// The `--variants` name.
+    fn name(self) -> &'static str {
+        match self {
+            Variant::CrateUpdate => "update",
+            Variant::CrateNothing => "nothing",
+            Variant::ExecuteUpdate => "execute-update",
+            Variant::ExecuteNothing => "execute-nothing",
+            Variant::DieselChunks => "diesel",
+            Variant::Naive => "naive",
+            Variant::CopyUpdateReturning => "copy",
+            Variant::CopyUpdate => "copy-update",
+            Variant::CopyNothingReturning => "copy-nothing-returning",
+            Variant::CopyNothing => "copy-nothing",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Variant> {
+        if name == "copy-update-returning" {
+            return Some(Variant::CopyUpdateReturning);
+        }
+        VARIANTS.iter().copied().find(|v| v.name() == name)
+    }
+
+    /// Whether this is a COPY-staging reference (through the `postgres` crate).
+    fn is_copy(self) -> bool {
+        matches!(
+            self,
+            Variant::CopyUpdateReturning
+                | Variant::CopyUpdate
+                | Variant::CopyNothingReturning
+                | Variant::CopyNothing
+        )
+    }
+
+    /// The COPY-staging reference that does the same work: the same conflict action, and rows
+    /// back (one per input row) or not.
+    fn baseline(self) -> Variant {
+        match self {
+            Variant::CrateUpdate | Variant::DieselChunks | Variant::Naive => {
+                Variant::CopyUpdateReturning
+            }
+            Variant::CrateNothing => Variant::CopyNothingReturning,
+            Variant::ExecuteUpdate => Variant::CopyUpdate,
+            Variant::ExecuteNothing => Variant::CopyNothing,
+            copy => copy,
         }
     }
 
     /// Whether existing rows end up with the input's values.
     fn updates(self) -> bool {
-        self != Variant::CrateNothing
+        !matches!(
+            self,
+            Variant::CrateNothing
+                | Variant::ExecuteNothing
+                | Variant::CopyNothingReturning
+                | Variant::CopyNothing
+        )
     }
 
     /// Whether the result is one row per input row, in input order.
@@ -557,6 +645,14 @@ fn crate_nothing(conn: &mut PgConnection, input: &[NewRow]) -> Vec<Row> {
         .on_conflict_do(bulk_bench::sku, ConflictAction::Nothing)
         .bulk_insert_and_get::<Row, _>(conn)
         .expect("crate Nothing")
+}
+
+fn crate_execute(conn: &mut PgConnection, input: &[NewRow], action: ConflictAction) -> BulkSummary {
+    diesel::insert_into(bulk_bench::table)
+        .values(input)
+        .on_conflict_do(bulk_bench::sku, action)
+        .bulk_execute(conn)
+        .expect("crate bulk_execute")
 }
 
 fn diesel_chunks(conn: &mut PgConnection, input: &[NewRow], chunk: usize) -> Vec<Row> {
@@ -627,14 +723,55 @@ fn hstore_type(client: &mut postgres::Client) -> postgres::types::Type {
         .clone()
 }
 
+/// What a timed call gave back.
+enum Output {
+    /// One row per input row (in input order or not: see `Variant::in_input_order`).
+    Rows(Vec<Row>),
+    /// `bulk_execute`'s counts.
+    Summary(BulkSummary),
+    /// The rows the `INSERT` of a COPY-staging reference without `RETURNING` reported.
+    Affected(u64),
+}
+
+const COPY_INSERT: &str = "INSERT INTO bulk_bench (sku, name, qty, price, attrs) \
+     SELECT sku, name, qty, price, attrs FROM bulk_staging ON CONFLICT (sku) ";
+const COPY_SET: &str = "DO UPDATE SET name = excluded.name, qty = excluded.qty, \
+     price = excluded.price, attrs = excluded.attrs";
+const COPY_RETURNING: &str = " RETURNING id, sku, name, qty, price, attrs, updated_at";
+
+/// The statement of a COPY-staging reference, after the COPY into `bulk_staging`.
+fn copy_statement(variant: Variant) -> String {
+    match variant {
+        Variant::CopyUpdateReturning => format!("{COPY_INSERT}{COPY_SET}{COPY_RETURNING}"),
+        Variant::CopyUpdate => format!("{COPY_INSERT}{COPY_SET}"),
+        // The inserted rows, and the rows the conflict kept: the outer query runs on the
+        // statement's snapshot, which does not see the CTE's inserts, so its join finds exactly
+        // the rows that existed before (no other writer runs meanwhile).
+        Variant::CopyNothingReturning => format!(
+            "WITH inserted AS ({COPY_INSERT}DO NOTHING{COPY_RETURNING}) \
+             SELECT * FROM inserted UNION ALL \
+             SELECT b.id, b.sku, b.name, b.qty, b.price, b.attrs, b.updated_at \
+             FROM bulk_staging AS s JOIN bulk_bench AS b ON b.sku = s.sku"
+        ),
+        Variant::CopyNothing => format!("{COPY_INSERT}DO NOTHING"),
+        other => panic!("{other:?} is no COPY variant"),
+    }
+}
+
 fn copy_staging(
     client: &mut postgres::Client,
     hstore: &postgres::types::Type,
     input: &[NewRow],
-) -> Vec<Row> {
+    variant: Variant,
+) -> Output {
     use postgres::binary_copy::BinaryCopyInWriter;
     use postgres::types::Type;
-    let mut run = || -> Result<Vec<Row>, postgres::Error> {
+    let statement = copy_statement(variant);
+    let rows_back = matches!(
+        variant,
+        Variant::CopyUpdateReturning | Variant::CopyNothingReturning
+    );
+    let mut run = || -> Result<Output, postgres::Error> {
         let mut tx = client.transaction()?;
         tx.batch_execute(
             "CREATE TEMP TABLE bulk_staging (sku text, name text, qty int, \
@@ -661,30 +798,58 @@ fn copy_staging(
             ])?;
         }
         writer.finish()?;
-        let rows = tx.query(
-            "INSERT INTO bulk_bench (sku, name, qty, price, attrs) \
-             SELECT sku, name, qty, price, attrs FROM bulk_staging \
-             ON CONFLICT (sku) DO UPDATE SET name = excluded.name, qty = excluded.qty, \
-             price = excluded.price, attrs = excluded.attrs \
-             RETURNING id, sku, name, qty, price, attrs, updated_at",
-            &[],
-        )?;
-        let out = rows
-            .iter()
-            .map(|r| Row {
-                id: r.get(0),
-                sku: r.get(1),
-                name: r.get(2),
-                qty: r.get(3),
-                price: r.get::<_, Price>(4).0,
-                attrs: r.get(5),
-                updated_at: r.get::<_, Timestamptz>(6).0,
-            })
-            .collect();
+        let out = if rows_back {
+            let rows = tx.query(&statement, &[])?;
+            Output::Rows(
+                rows.iter()
+                    .map(|r| Row {
+                        id: r.get(0),
+                        sku: r.get(1),
+                        name: r.get(2),
+                        qty: r.get(3),
+                        price: r.get::<_, Price>(4).0,
+                        attrs: r.get(5),
+                        updated_at: r.get::<_, Timestamptz>(6).0,
+                    })
+                    .collect(),
+            )
+        } else {
+            Output::Affected(tx.execute(&statement, &[])?)
+        };
         tx.commit()?;
         Ok(out)
     };
     run().expect("COPY staging")
+}
+
+/// Checks, outside timing, what a variant gave back: the rows (see `check_returned`), or counts
+/// that add up to the input (existing skus updated or kept, the others inserted).
+fn check_output(variant: Variant, input: &[NewRow], output: &Output) {
+    let n = input.len();
+    let existing = input.iter().filter(|r| sku_index(&r.sku) % 2 == 0).count();
+    match output {
+        Output::Rows(rows) => check_returned(variant, input, rows),
+        Output::Summary(summary) => {
+            let expected = if variant.updates() {
+                BulkSummary {
+                    inserted: n - existing,
+                    updated: existing,
+                    unchanged: 0,
+                }
+            } else {
+                BulkSummary {
+                    inserted: n - existing,
+                    updated: 0,
+                    unchanged: existing,
+                }
+            };
+            assert_eq!(*summary, expected, "{variant:?}: counts");
+        }
+        Output::Affected(affected) => {
+            let expected = if variant.updates() { n } else { n - existing };
+            assert_eq!(*affected, expected as u64, "{variant:?}: rows affected");
+        }
+    }
 }
 
 /// Checks, outside timing, that a variant returned one row per input row with the values the
@@ -828,8 +993,8 @@ fn backend_pid(conn: &mut PgConnection) -> u32 {
     .expect("backend pid") as u32
 }
 
-/// Resets the table, runs one variant (only the variant itself is timed), checks what it
-/// returned and the state it left.
+/// Resets the table, runs one variant (only the variant itself is timed), checks what it gave
+/// back and the state it left.
 fn run_variant(
     variant: Variant,
     input: &[NewRow],
@@ -839,39 +1004,42 @@ fn run_variant(
     let n = input.len() as u64;
     let mut conn = harness::connection();
     reset(&mut conn, Seed::HalfOld(n));
-    let (time, cpu, returned, leftovers) = match variant {
-        Variant::CopyStaging => {
-            drop(conn);
-            let mut client = harness::pg_client();
-            let hstore = hstore_type(&mut client);
-            let backend: i32 = client
-                .query_one("SELECT pg_backend_pid()", &[])
-                .expect("backend pid")
-                .get(0);
-            let meter = CpuMeter::start(backend as u32);
-            let start = Instant::now();
-            let returned = copy_staging(&mut client, &hstore, input);
-            (start.elapsed(), meter.stop(), returned, None)
-        }
-        _ => {
-            // Type lookups (hstore's OID) happen once per connection: do them untimed.
-            warm_up(&mut conn);
-            let meter = CpuMeter::start(backend_pid(&mut conn));
-            let start = Instant::now();
-            let returned = match variant {
-                Variant::CrateUpdate => crate_update(&mut conn, input),
-                Variant::CrateNothing => crate_nothing(&mut conn, input),
-                Variant::DieselChunks => diesel_chunks(&mut conn, input, chunk),
-                Variant::Naive => naive(&mut conn, input),
-                Variant::CopyStaging => unreachable!(),
-            };
-            let time = start.elapsed();
-            let cpu = meter.stop();
-            (time, cpu, returned, Some(leftovers(&mut conn)))
-        }
+    let (time, cpu, output, leftovers) = if variant.is_copy() {
+        drop(conn);
+        let mut client = harness::pg_client();
+        let hstore = hstore_type(&mut client);
+        let backend: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .expect("backend pid")
+            .get(0);
+        let meter = CpuMeter::start(backend as u32);
+        let start = Instant::now();
+        let output = copy_staging(&mut client, &hstore, input, variant);
+        (start.elapsed(), meter.stop(), output, None)
+    } else {
+        // Type lookups (hstore's OID) happen once per connection: do them untimed.
+        warm_up(&mut conn);
+        let meter = CpuMeter::start(backend_pid(&mut conn));
+        let start = Instant::now();
+        let output = match variant {
+            Variant::CrateUpdate => Output::Rows(crate_update(&mut conn, input)),
+            Variant::CrateNothing => Output::Rows(crate_nothing(&mut conn, input)),
+            Variant::ExecuteUpdate => {
+                Output::Summary(crate_execute(&mut conn, input, ConflictAction::Update))
+            }
+            Variant::ExecuteNothing => {
+                Output::Summary(crate_execute(&mut conn, input, ConflictAction::Nothing))
+            }
+            Variant::DieselChunks => Output::Rows(diesel_chunks(&mut conn, input, chunk)),
+            Variant::Naive => Output::Rows(naive(&mut conn, input)),
+            copy => unreachable!("{copy:?}"),
+        };
+        let time = start.elapsed();
+        let cpu = meter.stop();
+        (time, cpu, output, Some(leftovers(&mut conn)))
     };
-    check_returned(variant, input, &returned);
-    drop(returned);
+    check_output(variant, input, &output);
+    drop(output);
     let state = table_checksum(checker);
     let expected = expected_state(checker, n, variant.updates());
     assert_eq!(state, expected, "{variant:?}: final table state");
@@ -1005,13 +1173,14 @@ impl Options {
                     o.variants = value
                         .split(',')
                         .filter(|v| !v.is_empty() && *v != "none")
-                        .map(|v| match v.trim() {
-                            "update" => Variant::CrateUpdate,
-                            "nothing" => Variant::CrateNothing,
-                            "diesel" => Variant::DieselChunks,
-                            "naive" => Variant::Naive,
-                            "copy" => Variant::CopyStaging,
-                            other => panic!("--variants: unknown variant {other}"),
+                        .map(|v| {
+                            Variant::from_name(v.trim()).unwrap_or_else(|| {
+                                panic!("--variants: unknown variant {v} (known: {})", {
+                                    let names: Vec<&str> =
+                                        VARIANTS.iter().map(|v| v.name()).collect();
+                                    names.join(", ")
+                                })
+                            })
                         })
                         .collect()
                 }
@@ -1091,11 +1260,9 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
                 left[index] = sample.leftovers.or(left[index]);
             }
         }
-        let copy = VARIANTS
-            .iter()
-            .position(|v| *v == Variant::CopyStaging)
-            .unwrap();
-        let crate_update = 0;
+        let position = |variant: Variant| VARIANTS.iter().position(|v| *v == variant).unwrap();
+        let copy = position(Variant::CopyUpdateReturning);
+        let crate_update = position(Variant::CrateUpdate);
         if let Some(i) = VARIANTS.iter().position(|v| *v == Variant::Naive) {
             if !times[i].is_empty() {
                 naive_rate = Some((n, n as f64 / median(&times[i])));
@@ -1112,10 +1279,10 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
         .unwrap();
         writeln!(
             report,
-            "| variant | median s | min – max s | rows/s | time ÷ COPY staging | time ÷ crate Update | client CPU s | server CPU s |"
+            "| variant | median s | min – max s | rows/s | its baseline | time ÷ its baseline | time ÷ COPY `DO UPDATE … RETURNING` | time ÷ crate Update | client CPU s | server CPU s |"
         )
         .unwrap();
-        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+        writeln!(report, "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|").unwrap();
         for (i, variant) in VARIANTS.iter().enumerate() {
             let label = variant.label(o.chunk);
             if times[i].is_empty() {
@@ -1130,9 +1297,10 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
                         let crate_t = median(&times[crate_update]);
                         writeln!(
                             report,
-                            "| {label} (extrapolated from N = {}) | ≈ {t:.2} | – | ≈ {} | ≈ {:.1} | ≈ {:.1} | – | – |",
+                            "| {label} (extrapolated from N = {}) | ≈ {t:.2} | – | ≈ {} | `copy` | ≈ {:.1} | ≈ {:.1} | ≈ {:.1} | – | – |",
                             thousands(measured_n as f64),
                             thousands(rate),
+                            t / copy_t,
                             t / copy_t,
                             t / crate_t
                         )
@@ -1164,9 +1332,18 @@ fn comparison(o: &Options, checker: &mut postgres::Client, report: &mut String) 
             } else {
                 format!("{:.3}", median(&server))
             };
+            let baseline = variant.baseline();
+            let (baseline_name, own_ratio) = if baseline == *variant {
+                ("(itself)".to_owned(), "–".to_owned())
+            } else {
+                (
+                    format!("`{}`", baseline.name()),
+                    per_rep(position(baseline), ""),
+                )
+            };
             writeln!(
                 report,
-                "| {label} | {med:.3} | {min:.3} – {max:.3} | {} | {} | {} | {client:.3} | {server} |",
+                "| {label} | {med:.3} | {min:.3} – {max:.3} | {} | {baseline_name} | {own_ratio} | {} | {} | {client:.3} | {server} |",
                 thousands(n as f64 / med),
                 per_rep(copy, ""),
                 per_rep(crate_update, ""),

@@ -566,9 +566,13 @@ impl SentSql {
                 println!("   SQL: {NOT_WRITTEN}");
                 continue;
             }
+            if statement.contains(" FROM pg_class c ") {
+                println!("   SQL: (the catalog query: the table's key types, read once per process and table)");
+                continue;
+            }
             let (text, binds) = match statement.rfind(" -- binds: ") {
-                Some(at) => (&statement[..at], &statement[at + 1..]),
-                None => (statement.as_str(), ""),
+                Some(at) => (&statement[..at], shorten_arrays(&statement[at + 1..])),
+                None => (statement.as_str(), String::new()),
             };
             if text == last.as_str() {
                 println!("   SQL: (the same statement as above) {binds}");
@@ -585,6 +589,33 @@ impl SentSql {
             *last = text.to_owned();
         }
     }
+}
+
+/// Bulk statements send each column as one binary array, which Diesel's debug output lists
+/// byte by byte: each such list becomes `<binary array, N bytes>`.
+fn shorten_arrays(binds: &str) -> String {
+    let mut out = String::with_capacity(binds.len());
+    let mut rest = binds;
+    while let Some(start) = rest.find('[') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start + 1..];
+        let end = tail.find(']').unwrap_or(tail.len());
+        let inner = &tail[..end];
+        let bytes = inner.split(", ").count();
+        let all_bytes = bytes > 8 && inner.split(", ").all(|n| n.parse::<u8>().is_ok());
+        if all_bytes {
+            out.push_str(&format!("<binary array, {bytes} bytes>"));
+        } else {
+            out.push('[');
+            out.push_str(inner);
+            if end < tail.len() {
+                out.push(']');
+            }
+        }
+        rest = tail.get(end + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Splits SQL text before its main clauses (outside quoted strings and identifiers), then wraps
