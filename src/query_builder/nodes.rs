@@ -7,7 +7,6 @@
 //! - [`BulkUpsert`]: `INSERT … ON CONFLICT … RETURNING`, each written row joined back to its
 //!   input row's ordinal.
 //! - [`FetchKept`]: the rows a conflict left in place, by the keys of their input rows.
-//! - [`BulkCount`]: an upsert that returns only how many rows it inserted and updated.
 //!
 //! The types are `pub` only to appear in the bounds of [`Returning`](crate::Returning); this
 //! module is private, so no user can name them.
@@ -57,7 +56,7 @@ impl<'q, T, R: RowValues<T>> BulkRows<'q, T, R> {
     /// `(VALUES (CAST(… AS <type>), …, 0), …) AS "__upsert_row"(…)`: the rows' values of
     /// `columns`, each value of a `VALUES` list cast to its column's type (a `VALUES` list
     /// would otherwise type an untyped SQL expression as text).
-    fn walk_source<'b>(
+    pub(super) fn walk_source<'b>(
         &'b self,
         columns: &[&'static str],
         catalog: &Catalog,
@@ -404,64 +403,9 @@ impl<S: UpsertStatement, Sel: Expression> Query for FetchKept<'_, S, Sel> {
     type SqlType = (Integer, Sel::SqlType);
 }
 
-/// An upsert of some rows that returns only how many it inserted and updated: `(inserted,
-/// updated)`. Rows a conflict left in place are neither.
-///
-/// ```sql
-/// WITH "__upserted" AS (INSERT INTO "t" ("a", …) SELECT "a", … FROM unnest($1, …)
-///     AS "__upsert_row"("a", …, "__upsert_ord") ON CONFLICT … RETURNING (xmax = 0) AS "__upsert_inserted")
-/// SELECT count(*) FILTER (WHERE "__upsert_inserted"), count(*) FILTER (WHERE NOT "__upsert_inserted")
-/// FROM "__upserted"
-/// ```
-pub(crate) struct BulkCount<'q, S: UpsertStatement> {
-    pub(crate) statement: &'q S,
-    pub(crate) rows: BulkRows<'q, S::Table, S::Row>,
-    pub(crate) catalog: &'q Catalog,
-    pub(crate) flag: InsertedFlag,
-    pub(crate) do_nothing: bool,
-}
-
-impl<S: UpsertStatement> QueryFragment<Pg> for BulkCount<'_, S> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let statement = self.statement;
-        let columns = statement.columns_of(&self.rows)?;
-        out.push_sql("WITH ");
-        walk_upserted_from(statement, &columns, &mut out)?;
-        self.rows.walk_source(&columns, self.catalog, &mut out)?;
-        statement.walk_on_conflict(&columns, self.do_nothing, &mut out)?;
-        out.push_sql(" RETURNING ");
-        walk_inserted_flag(
-            self.flag,
-            statement.primary_key().first().map(String::as_str),
-            &mut out,
-        )?;
-        out.push_sql(" AS ");
-        out.push_identifier(INSERTED)?;
-        out.push_sql(") SELECT count(*) FILTER (WHERE ");
-        out.push_identifier(INSERTED)?;
-        out.push_sql("), count(*) FILTER (WHERE NOT ");
-        out.push_identifier(INSERTED)?;
-        out.push_sql(") FROM ");
-        out.push_identifier(UPSERTED)
-    }
-
-    fn collect_binds<'b>(
-        &'b self,
-        out: &mut <Pg as Backend>::BindCollector<'b>,
-        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
-        backend: &'b Pg,
-    ) -> QueryResult<()> {
-        collect_retyped(self, &self.rows, out, lookup, backend)
-    }
-}
-
-impl<S: UpsertStatement> Query for BulkCount<'_, S> {
-    type SqlType = (BigInt, BigInt);
-}
-
 /// `"__upserted" AS (INSERT INTO "t" ("a", …) SELECT "a", … FROM `: the start of the CTE that
 /// writes the rows, up to the relation they are read from.
-fn walk_upserted_from<'b, S: UpsertStatement>(
+pub(super) fn walk_upserted_from<'b, S: UpsertStatement>(
     statement: &'b S,
     columns: &[&'static str],
     out: &mut AstPass<'_, 'b, Pg>,
@@ -492,7 +436,7 @@ pub(crate) fn walk_and_predicate(predicate: Option<&str>, out: &mut AstPass<'_, 
 
 /// Collects the binds of `query` as Diesel would, then gives its `rows` sent as arrays their
 /// array types.
-fn collect_retyped<'b, Q: QueryFragment<Pg>, T, R: RowValues<T>>(
+pub(super) fn collect_retyped<'b, Q: QueryFragment<Pg>, T, R: RowValues<T>>(
     query: &'b Q,
     rows: &BulkRows<'_, T, R>,
     out: &mut <Pg as Backend>::BindCollector<'b>,
@@ -536,6 +480,5 @@ macro_rules! query_node_impls {
 query_node_impls!(GroupKeys<T, R>);
 query_node_impls!(BulkUpsert<S, Sel> where S: UpsertStatement);
 query_node_impls!(FetchKept<S, Sel> where S: UpsertStatement);
-query_node_impls!(BulkCount<S> where S: UpsertStatement);
 
 pub(crate) use query_node_impls;

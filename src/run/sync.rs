@@ -6,8 +6,9 @@ use crate::plan::{
     check_returnable, fixed_binds, inserted, BulkPlan, Method, Settings, SinglePlan, SingleStep,
     Step,
 };
+use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::{BulkCount, BulkUpsert, FetchKept, GroupKeys};
+use crate::query_builder::nodes::{BulkUpsert, FetchKept, GroupKeys};
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::{consistent_columns, UpsertStatement};
 use crate::rows::RowValues;

@@ -1,4 +1,6 @@
-//! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`.
+//! [`UpsertDsl`]: the methods users call on `diesel::insert_into(..).values(..)`, and the
+//! options of the builder it returns. The builder's terminals are in `terminals.rs`: one room,
+//! two files, because every method carries a runnable example.
 
 use crate::error::{Error, Result};
 use crate::literal;
@@ -8,21 +10,21 @@ use crate::query_builder::update::{
 };
 use crate::rows::{BatchRows, Records, SingleRow};
 use crate::run::returning::Returning;
-use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome};
+use crate::spec::{ConflictAction, DuplicateKeys};
 use crate::target::{ColumnSet, IntoConflictTarget};
 use diesel::connection::LoadConnection;
 use diesel::expression::{AppearsOnTable, Expression};
 use diesel::pg::Pg;
 use diesel::query_builder::{AsChangeset, InsertStatement, QueryFragment};
 use diesel::sql_types::BoolOrNullableBool;
+use diesel::Selectable;
 use diesel::{Connection, Table};
-use diesel::{Selectable, SelectableHelper};
 
 /// Conflict handling for Diesel's `InsertStatement`: `diesel::insert_into(t).values(..)` gains
 /// `on_conflict_do` and the psqlextra-style shorthands.
 ///
 /// ```rust
-/// # include!("doctest_setup.rs");
+/// # include!("../doctest_setup.rs");
 /// use diesel_upsert::prelude::*;
 ///
 /// # fn main() { run().unwrap() }
@@ -100,7 +102,7 @@ pub trait UpsertDsl: Sized {
     /// `.on_conflict_do(target, ConflictAction::Update).bulk_insert_and_get(conn)`.
     ///
     /// ```rust
-    /// # include!("doctest_setup.rs");
+    /// # include!("../doctest_setup.rs");
     /// use diesel_upsert::prelude::*;
     ///
     /// # fn main() { run().unwrap() }
@@ -182,7 +184,7 @@ where
     /// with [`on_constraint`](crate::on_constraint) is an [`Error::InvalidTarget`].
     ///
     /// ```rust
-    /// # include!("doctest_setup.rs");
+    /// # include!("../doctest_setup.rs");
     /// use diesel_upsert::prelude::*;
     ///
     /// # fn main() { run().unwrap() }
@@ -220,7 +222,7 @@ where
     /// column or a tuple). Columns the insert does not supply are never updated.
     ///
     /// ```rust
-    /// # include!("doctest_setup.rs");
+    /// # include!("../doctest_setup.rs");
     /// use diesel_upsert::prelude::*;
     ///
     /// # fn main() { run().unwrap() }
@@ -252,10 +254,10 @@ where
     /// comparison of binary images, so citext `'HELLO'` over `'Hello'` is written and `json`
     /// columns work), so an identical row costs no new row version (no dead tuple, no WAL for
     /// the row). Columns assigned by `update_values` are not compared. The row is still
-    /// returned by the `*_and_get` terminals, with [`Outcome::Unchanged`].
+    /// returned by the `*_and_get` terminals, with [`Outcome::Unchanged`](crate::Outcome::Unchanged).
     ///
     /// ```rust
-    /// # include!("doctest_setup.rs");
+    /// # include!("../doctest_setup.rs");
     /// use diesel_upsert::prelude::*;
     ///
     /// # fn main() { run().unwrap() }
@@ -282,7 +284,7 @@ where
     /// [`Error::DuplicateConflictKey`] (the default for `ConflictAction::Update`).
     ///
     /// ```rust
-    /// # include!("doctest_setup.rs");
+    /// # include!("../doctest_setup.rs");
     /// use diesel_upsert::prelude::*;
     ///
     /// # fn main() { run().unwrap() }
@@ -316,7 +318,7 @@ where
     /// `column = excluded.column` entry; values bound inside stay bind parameters.
     ///
     /// ```rust
-    /// # include!("doctest_setup.rs");
+    /// # include!("../doctest_setup.rs");
     /// use diesel::upsert::excluded;
     /// use diesel_upsert::prelude::*;
     ///
@@ -371,11 +373,11 @@ where
     ///
     /// The existing row is read through the table's columns, the new one through
     /// `diesel::upsert::excluded(column)`. A row where the condition is false is left alone and
-    /// still returned by the `*_and_get` terminals, with [`Outcome::Unchanged`]. Combine several
+    /// still returned by the `*_and_get` terminals, with [`Outcome::Unchanged`](crate::Outcome::Unchanged). Combine several
     /// conditions with `.and(..)`.
     ///
     /// ```rust
-    /// # include!("doctest_setup.rs");
+    /// # include!("../doctest_setup.rs");
     /// use diesel_upsert::prelude::*;
     ///
     /// # fn main() { run().unwrap() }
@@ -419,275 +421,4 @@ where
     }
 }
 
-impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
-where
-    T: Table,
-    Self: UpsertStatement<Table = T>,
-{
-    /// Runs the upsert and returns the primary key of the inserted, updated or existing row.
-    ///
-    /// ```rust
-    /// # include!("doctest_setup.rs");
-    /// use diesel_upsert::prelude::*;
-    ///
-    /// # fn main() { run().unwrap() }
-    /// # fn run() -> diesel_upsert::Result<()> {
-    /// # let conn = &mut establish_connection();
-    /// let id: i64 = diesel::insert_into(products::table)
-    ///     .values(&NewProduct::new("SKU-I", "Cup"))
-    ///     .on_conflict_do(products::sku, ConflictAction::Nothing)
-    ///     .insert(conn)?;
-    /// // The key exists: `DO NOTHING` keeps the row, and its id is still returned.
-    /// let again: i64 = diesel::insert_into(products::table)
-    ///     .values(&NewProduct::new("SKU-I", "Mug"))
-    ///     .on_conflict_do(products::sku, ConflictAction::Nothing)
-    ///     .insert(conn)?;
-    /// assert_eq!(again, id);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn insert<Pk, C>(self, conn: &mut C) -> Result<Pk>
-    where
-        U: SingleRow<T>,
-        C: Connection<Backend = Pg> + LoadConnection,
-        PrimaryKey<T>: Returning<Pk>,
-    {
-        crate::run::sync::single(&self, conn, || self.table.primary_key(), false).map(|(pk, _)| pk)
-    }
-
-    /// Runs the upsert and returns the inserted, updated or existing row as `M` (any
-    /// `Selectable` + `Queryable` model, also one that loads only some columns).
-    ///
-    /// With `ConflictAction::Nothing` (or a false `update_condition`, or `skip_unchanged` on an
-    /// identical row) the statement writes nothing and returns nothing; the existing row is
-    /// then read by its conflict key in a second statement, the key compared as the column's
-    /// type compares it.
-    ///
-    /// ```rust
-    /// # include!("doctest_setup.rs");
-    /// use diesel_upsert::prelude::*;
-    ///
-    /// # fn main() { run().unwrap() }
-    /// # fn run() -> diesel_upsert::Result<()> {
-    /// # let conn = &mut establish_connection();
-    /// let row: Product = diesel::insert_into(products::table)
-    ///     .values(&NewProduct::new("SKU-G", "Cup"))
-    ///     .on_conflict_do(products::sku, ConflictAction::Update)
-    ///     .insert_and_get(conn)?;
-    /// assert_eq!(row.name, "Cup");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn insert_and_get<M, C>(self, conn: &mut C) -> Result<M>
-    where
-        U: SingleRow<T>,
-        C: Connection<Backend = Pg> + LoadConnection,
-        M: Selectable<Pg>,
-        ModelSelection<M>: Returning<M>,
-    {
-        crate::run::sync::single(&self, conn, M::as_select, false).map(|(model, _)| model)
-    }
-
-    /// Like [`insert_and_get`](Self::insert_and_get), and tells whether the row was inserted,
-    /// updated or left unchanged.
-    ///
-    /// ```rust
-    /// # include!("doctest_setup.rs");
-    /// use diesel_upsert::prelude::*;
-    ///
-    /// # fn main() { run().unwrap() }
-    /// # fn run() -> diesel_upsert::Result<()> {
-    /// # let conn = &mut establish_connection();
-    /// let upsert = |name| {
-    ///     diesel::insert_into(products::table)
-    ///         .values(NewProduct::new("SKU-W", name))
-    ///         .on_conflict_do(products::sku, ConflictAction::Update)
-    /// };
-    /// let (_, first): (Product, Outcome) = upsert("Cup").insert_and_get_with_outcome(conn)?;
-    /// let (row, second): (Product, Outcome) = upsert("Mug").insert_and_get_with_outcome(conn)?;
-    /// assert_eq!((first, second, row.name.as_str()), (Outcome::Inserted, Outcome::Updated, "Mug"));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<(M, Outcome)>
-    where
-        U: SingleRow<T>,
-        C: Connection<Backend = Pg> + LoadConnection,
-        M: Selectable<Pg>,
-        ModelSelection<M>: Returning<M>,
-    {
-        let (model, outcome) = crate::run::sync::single(&self, conn, M::as_select, true)?;
-        Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))
-    }
-}
-
-impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
-where
-    T: Table,
-    Self: UpsertStatement<Table = T>,
-{
-    /// Runs a bulk upsert and returns the primary key of each input row's row, in input order.
-    ///
-    /// See [`bulk_insert_and_get_with_outcome`](Self::bulk_insert_and_get_with_outcome).
-    ///
-    /// ```rust
-    /// # include!("doctest_setup.rs");
-    /// use diesel_upsert::prelude::*;
-    ///
-    /// # fn main() { run().unwrap() }
-    /// # fn run() -> diesel_upsert::Result<()> {
-    /// # let conn = &mut establish_connection();
-    /// let rows = vec![NewProduct::new("SKU-B2", "Pot"), NewProduct::new("SKU-B1", "Cup")];
-    /// let ids: Vec<i64> = diesel::insert_into(products::table)
-    ///     .values(&rows)
-    ///     .on_conflict_do(products::sku, ConflictAction::Update)
-    ///     .bulk_insert(conn)?;
-    /// // One id per input row, in input order.
-    /// let skus: Vec<String> = ids
-    ///     .iter()
-    ///     .map(|id| products::table.find(id).select(products::sku).get_result(conn))
-    ///     .collect::<QueryResult<_>>()?;
-    /// assert_eq!(skus, ["SKU-B2", "SKU-B1"]);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn bulk_insert<Pk, C>(self, conn: &mut C) -> Result<Vec<Pk>>
-    where
-        U: BatchRows<T>,
-        C: Connection<Backend = Pg> + LoadConnection,
-        PrimaryKey<T>: Returning<Pk>,
-        Pk: Clone,
-    {
-        let rows = crate::run::sync::bulk(&self, conn, || self.table.primary_key(), false)?;
-        Ok(rows.into_iter().map(|(pk, _)| pk).collect())
-    }
-
-    /// Runs a bulk upsert and returns each input row's row as `M`, in input order.
-    ///
-    /// See [`bulk_insert_and_get_with_outcome`](Self::bulk_insert_and_get_with_outcome).
-    ///
-    /// ```rust
-    /// # include!("doctest_setup.rs");
-    /// use diesel_upsert::prelude::*;
-    ///
-    /// # fn main() { run().unwrap() }
-    /// # fn run() -> diesel_upsert::Result<()> {
-    /// # let conn = &mut establish_connection();
-    /// let rows = vec![NewProduct::new("SKU-L1", "Cup"), NewProduct::new("SKU-L2", "Pot")];
-    /// let got: Vec<Product> = diesel::insert_into(products::table)
-    ///     .values(&rows)
-    ///     .on_conflict_do(products::sku, ConflictAction::Nothing)
-    ///     .bulk_insert_and_get(conn)?;
-    /// assert_eq!(got.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["SKU-L1", "SKU-L2"]);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn bulk_insert_and_get<M, C>(self, conn: &mut C) -> Result<Vec<M>>
-    where
-        U: BatchRows<T>,
-        C: Connection<Backend = Pg> + LoadConnection,
-        M: Selectable<Pg> + Clone,
-        ModelSelection<M>: Returning<M>,
-    {
-        let rows = crate::run::sync::bulk(&self, conn, M::as_select, false)?;
-        Ok(rows.into_iter().map(|(model, _)| model).collect())
-    }
-
-    /// Runs a bulk upsert and returns no rows, only how many input rows were inserted, updated
-    /// and left unchanged ([`BulkSummary`]).
-    ///
-    /// The same checks, key order, chunks and single transaction as the other bulk terminals
-    /// (duplicates are [`Error::DuplicateConflictKey`] for `ConflictAction::Update` unless
-    /// [`on_duplicate_keys`](Self::on_duplicate_keys) chose a policy); each statement returns
-    /// two counts instead of rows, and rows a conflict left in place are not read back. A row
-    /// that was not sent (it shares its key with one that was) counts as unchanged.
-    ///
-    /// ```rust
-    /// # include!("doctest_setup.rs");
-    /// use diesel_upsert::prelude::*;
-    /// use diesel_upsert::BulkSummary;
-    ///
-    /// # fn main() { run().unwrap() }
-    /// # fn run() -> diesel_upsert::Result<()> {
-    /// # let conn = &mut establish_connection();
-    /// let rows = vec![NewProduct::new("SKU-A", "Cup"), NewProduct::new("SKU-B", "Pot")];
-    /// let summary = diesel::insert_into(products::table)
-    ///     .values(&rows)
-    ///     .on_conflict_do(products::sku, ConflictAction::Update)
-    ///     .bulk_execute(conn)?;
-    /// assert_eq!(summary, BulkSummary { inserted: 2, updated: 0, unchanged: 0 });
-    ///
-    /// // `Nothing` with one new row: the two existing rows stay as they are.
-    /// let rows = vec![
-    ///     NewProduct::new("SKU-A", "Cup"),
-    ///     NewProduct::new("SKU-B", "Teapot"),
-    ///     NewProduct::new("SKU-C", "Tray"),
-    /// ];
-    /// let summary = diesel::insert_into(products::table)
-    ///     .values(&rows)
-    ///     .on_conflict_do(products::sku, ConflictAction::Nothing)
-    ///     .bulk_execute(conn)?;
-    /// assert_eq!(summary, BulkSummary { inserted: 1, updated: 0, unchanged: 2 });
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn bulk_execute<C>(self, conn: &mut C) -> Result<BulkSummary>
-    where
-        U: BatchRows<T>,
-        C: Connection<Backend = Pg> + LoadConnection,
-    {
-        crate::run::sync::bulk_execute(&self, conn)
-    }
-
-    /// Runs a bulk upsert and returns, for each input row in input order, its row as `M` and
-    /// what happened to it.
-    ///
-    /// - Every row must supply the same columns: otherwise [`Error::InconsistentColumns`].
-    /// - Rows sharing a conflict key — as the unique index compares keys: citext `'a'` and
-    ///   `'A'`, numeric `1.0` and `1.00` are one key — are [`Error::DuplicateConflictKey`] for
-    ///   `ConflictAction::Update` unless [`on_duplicate_keys`](Self::on_duplicate_keys) chose a
-    ///   policy; the first row wins for `ConflictAction::Nothing`. A row that was not sent gets
-    ///   the row its key ended as, with [`Outcome::Unchanged`].
-    /// - Rows are sent sorted by conflict key (concurrent calls lock rows in the same order),
-    ///   in statements of at most 20 000 rows (or under PostgreSQL's 65 535 bind parameters),
-    ///   all in one transaction (a savepoint inside the caller's): all rows or none.
-    /// - Each returned row is paired with its input row by an input position the statement
-    ///   carries, never by position in the output: rows a conflict left in place are read back
-    ///   by key, with [`Outcome::Unchanged`].
-    /// - Empty input returns an empty `Vec` without sending anything.
-    ///
-    /// ```rust
-    /// # include!("doctest_setup.rs");
-    /// use diesel_upsert::prelude::*;
-    ///
-    /// # fn main() { run().unwrap() }
-    /// # fn run() -> diesel_upsert::Result<()> {
-    /// # let conn = &mut establish_connection();
-    /// diesel::insert_into(products::table)
-    ///     .values(&NewProduct::new("SKU-E1", "Cup"))
-    ///     .execute(conn)?;
-    /// let rows = vec![NewProduct::new("SKU-E1", "Mug"), NewProduct::new("SKU-E2", "Pot")];
-    /// let got: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
-    ///     .values(&rows)
-    ///     .on_conflict_do(products::sku, ConflictAction::Update)
-    ///     .bulk_insert_and_get_with_outcome(conn)?;
-    /// let outcomes: Vec<Outcome> = got.iter().map(|(_, o)| *o).collect();
-    /// assert_eq!(outcomes, [Outcome::Updated, Outcome::Inserted]);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn bulk_insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<Vec<(M, Outcome)>>
-    where
-        U: BatchRows<T>,
-        C: Connection<Backend = Pg> + LoadConnection,
-        M: Selectable<Pg> + Clone,
-        ModelSelection<M>: Returning<M>,
-    {
-        crate::run::sync::bulk(&self, conn, M::as_select, true)?
-            .into_iter()
-            .map(|(model, outcome)| {
-                Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))
-            })
-            .collect()
-    }
-}
+mod terminals;

@@ -1,0 +1,68 @@
+//! The statement of a bulk call without rows back: an upsert that returns two counts.
+
+use super::keys::{walk_inserted_flag, INSERTED, UPSERTED};
+use super::nodes::{collect_retyped, walk_upserted_from, BulkRows};
+use super::statement::UpsertStatement;
+use crate::schema::{Catalog, InsertedFlag};
+use diesel::backend::Backend;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment};
+use diesel::result::QueryResult;
+use diesel::sql_types::{BigInt, TypeMetadata};
+
+/// An upsert of some rows that returns only how many it inserted and updated: `(inserted,
+/// updated)`. Rows a conflict left in place are neither.
+///
+/// ```sql
+/// WITH "__upserted" AS (INSERT INTO "t" ("a", …) SELECT "a", … FROM unnest($1, …)
+///     AS "__upsert_row"("a", …, "__upsert_ord") ON CONFLICT … RETURNING (xmax = 0) AS "__upsert_inserted")
+/// SELECT count(*) FILTER (WHERE "__upsert_inserted"), count(*) FILTER (WHERE NOT "__upsert_inserted")
+/// FROM "__upserted"
+/// ```
+pub(crate) struct BulkCount<'q, S: UpsertStatement> {
+    pub(crate) statement: &'q S,
+    pub(crate) rows: BulkRows<'q, S::Table, S::Row>,
+    pub(crate) catalog: &'q Catalog,
+    pub(crate) flag: InsertedFlag,
+    pub(crate) do_nothing: bool,
+}
+
+impl<S: UpsertStatement> QueryFragment<Pg> for BulkCount<'_, S> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let statement = self.statement;
+        let columns = statement.columns_of(&self.rows)?;
+        out.push_sql("WITH ");
+        walk_upserted_from(statement, &columns, &mut out)?;
+        self.rows.walk_source(&columns, self.catalog, &mut out)?;
+        statement.walk_on_conflict(&columns, self.do_nothing, &mut out)?;
+        out.push_sql(" RETURNING ");
+        walk_inserted_flag(
+            self.flag,
+            statement.primary_key().first().map(String::as_str),
+            &mut out,
+        )?;
+        out.push_sql(" AS ");
+        out.push_identifier(INSERTED)?;
+        out.push_sql(") SELECT count(*) FILTER (WHERE ");
+        out.push_identifier(INSERTED)?;
+        out.push_sql("), count(*) FILTER (WHERE NOT ");
+        out.push_identifier(INSERTED)?;
+        out.push_sql(") FROM ");
+        out.push_identifier(UPSERTED)
+    }
+
+    fn collect_binds<'b>(
+        &'b self,
+        out: &mut <Pg as Backend>::BindCollector<'b>,
+        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+        backend: &'b Pg,
+    ) -> QueryResult<()> {
+        collect_retyped(self, &self.rows, out, lookup, backend)
+    }
+}
+
+impl<S: UpsertStatement> Query for BulkCount<'_, S> {
+    type SqlType = (BigInt, BigInt);
+}
+
+super::nodes::query_node_impls!(BulkCount<S> where S: UpsertStatement);
