@@ -1,14 +1,13 @@
 //! The statement of a bulk call without rows back: an upsert that returns two counts.
 
-use super::keys::{walk_inserted_flag, INSERTED, UPSERTED};
-use super::nodes::{collect_retyped, walk_upserted_from, BulkRows};
+use super::keys::{walk_inserted_column, INSERTED, UPSERTED};
+use super::nodes::{walk_upserted_from, BulkRows};
 use super::statement::UpsertStatement;
 use crate::schema::{Catalog, InsertedFlag};
-use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment};
 use diesel::result::QueryResult;
-use diesel::sql_types::{BigInt, TypeMetadata};
+use diesel::sql_types::BigInt;
 
 /// An upsert of some rows that returns only how many it inserted and updated: `(inserted,
 /// updated)`. Rows a conflict left in place are neither.
@@ -36,13 +35,7 @@ impl<S: UpsertStatement> QueryFragment<Pg> for BulkCount<'_, S> {
         self.rows.walk_source(&columns, self.catalog, &mut out)?;
         statement.walk_on_conflict(&columns, self.do_nothing, &mut out)?;
         out.push_sql(" RETURNING ");
-        walk_inserted_flag(
-            self.flag,
-            statement.primary_key().first().map(String::as_str),
-            &mut out,
-        )?;
-        out.push_sql(" AS ");
-        out.push_identifier(INSERTED)?;
+        walk_inserted_column(self.flag, statement, &mut out)?;
         out.push_sql(") SELECT count(*) FILTER (WHERE ");
         out.push_identifier(INSERTED)?;
         out.push_sql("), count(*) FILTER (WHERE NOT ");
@@ -51,14 +44,7 @@ impl<S: UpsertStatement> QueryFragment<Pg> for BulkCount<'_, S> {
         out.push_identifier(UPSERTED)
     }
 
-    fn collect_binds<'b>(
-        &'b self,
-        out: &mut <Pg as Backend>::BindCollector<'b>,
-        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
-        backend: &'b Pg,
-    ) -> QueryResult<()> {
-        collect_retyped(self, &self.rows, out, lookup, backend)
-    }
+    super::nodes::collect_retyped_binds!();
 }
 
 impl<S: UpsertStatement> Query for BulkCount<'_, S> {

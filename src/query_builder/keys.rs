@@ -196,6 +196,18 @@ pub(super) fn walk_cast<'b>(
     Ok(())
 }
 
+/// `<inserted flag> AS "__upsert_inserted"` in the `RETURNING` list of `statement`.
+pub(super) fn walk_inserted_column<S: UpsertStatement>(
+    flag: InsertedFlag,
+    statement: &S,
+    out: &mut AstPass<'_, '_, Pg>,
+) -> QueryResult<()> {
+    let key_column = statement.primary_key().first().map(String::as_str);
+    walk_inserted_flag(flag, key_column, out)?;
+    out.push_sql(" AS ");
+    out.push_identifier(INSERTED)
+}
+
 /// The expression telling an inserted row from an updated one in `RETURNING`.
 pub(crate) fn walk_inserted_flag(
     flag: InsertedFlag,

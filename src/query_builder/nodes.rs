@@ -13,8 +13,8 @@
 
 use super::arrays::ColumnArrays;
 use super::keys::{
-    key_name, walk_cast, walk_inserted_flag, KeyShape, INPUT, INSERTED, LOCKED, ORDINAL, ROW, SAME,
-    UPSERTED,
+    key_name, walk_cast, walk_inserted_column, KeyShape, INPUT, INSERTED, LOCKED, ORDINAL, ROW,
+    SAME, UPSERTED,
 };
 use super::statement::UpsertStatement;
 use crate::rows::RowValues;
@@ -26,6 +26,23 @@ use diesel::query_builder::{AstPass, Query, QueryFragment};
 use diesel::result::QueryResult;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, TypeMetadata};
 use std::fmt;
+
+/// The `collect_binds` of a node whose `rows` may be sent as arrays: Diesel's own collection,
+/// then the arrays' types ([`collect_retyped`]).
+macro_rules! collect_retyped_binds {
+    () => {
+        fn collect_binds<'b>(
+            &'b self,
+            out: &mut <diesel::pg::Pg as diesel::backend::Backend>::BindCollector<'b>,
+            lookup: &mut <diesel::pg::Pg as diesel::sql_types::TypeMetadata>::MetadataLookup,
+            backend: &'b diesel::pg::Pg,
+        ) -> diesel::result::QueryResult<()> {
+            $crate::query_builder::nodes::collect_retyped(self, &self.rows, out, lookup, backend)
+        }
+    };
+}
+
+pub(crate) use collect_retyped_binds;
 
 /// The input rows of a bulk statement.
 pub enum BulkRows<'q, T, R> {
@@ -179,14 +196,7 @@ impl<T, R: RowValues<T>> QueryFragment<Pg> for GroupKeys<'_, T, R> {
         Ok(())
     }
 
-    fn collect_binds<'b>(
-        &'b self,
-        out: &mut <Pg as Backend>::BindCollector<'b>,
-        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
-        backend: &'b Pg,
-    ) -> QueryResult<()> {
-        collect_retyped(self, &self.rows, out, lookup, backend)
-    }
+    collect_retyped_binds!();
 }
 
 impl<T, R> Query for GroupKeys<'_, T, R> {
@@ -282,13 +292,7 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
         out.push_sql(" RETURNING ");
         self.selection.walk_ast(out.reborrow())?;
         out.push_sql(", ");
-        walk_inserted_flag(
-            self.flag,
-            statement.primary_key().first().map(String::as_str),
-            &mut out,
-        )?;
-        out.push_sql(" AS ");
-        out.push_identifier(INSERTED)?;
+        walk_inserted_column(self.flag, statement, &mut out)?;
         key.walk_stored_keys(statement, &mut out)?;
         out.push_sql(") SELECT ");
         out.push_identifier(INPUT)?;
@@ -311,14 +315,7 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
         key.walk_match_named(UPSERTED, &mut out)
     }
 
-    fn collect_binds<'b>(
-        &'b self,
-        out: &mut <Pg as Backend>::BindCollector<'b>,
-        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
-        backend: &'b Pg,
-    ) -> QueryResult<()> {
-        collect_retyped(self, &self.rows, out, lookup, backend)
-    }
+    collect_retyped_binds!();
 }
 
 impl<S: UpsertStatement, Sel: Expression> Query for BulkUpsert<'_, S, Sel> {
@@ -389,14 +386,7 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for FetchKept
         Ok(())
     }
 
-    fn collect_binds<'b>(
-        &'b self,
-        out: &mut <Pg as Backend>::BindCollector<'b>,
-        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
-        backend: &'b Pg,
-    ) -> QueryResult<()> {
-        collect_retyped(self, &self.rows, out, lookup, backend)
-    }
+    collect_retyped_binds!();
 }
 
 impl<S: UpsertStatement, Sel: Expression> Query for FetchKept<'_, S, Sel> {
@@ -436,7 +426,7 @@ pub(crate) fn walk_and_predicate(predicate: Option<&str>, out: &mut AstPass<'_, 
 
 /// Collects the binds of `query` as Diesel would, then gives its `rows` sent as arrays their
 /// array types.
-pub(super) fn collect_retyped<'b, Q: QueryFragment<Pg>, T, R: RowValues<T>>(
+pub(crate) fn collect_retyped<'b, Q: QueryFragment<Pg>, T, R: RowValues<T>>(
     query: &'b Q,
     rows: &BulkRows<'_, T, R>,
     out: &mut <Pg as Backend>::BindCollector<'b>,
