@@ -56,7 +56,8 @@ struct Row {
 
 /// One query for all of it. Columns that only newer servers have (`collisdeterministic`,
 /// `indnullsnotdistinct`) are read through `to_jsonb(row)`, so the query runs on every
-/// supported version.
+/// supported version. `ix` sums up the table's unique indexes: those on exactly the target's
+/// plain columns (`$3`), or the named constraint's.
 const CATALOG_SQL: &str = "\
 SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type_sql, \
 CASE WHEN a.attcollation IN (0, 100) THEN NULL \
@@ -69,25 +70,23 @@ c.relkind = 'p' AS partitioned, \
 current_setting('server_version_num')::int AS server_version, \
 EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND NOT tg.tgisinternal \
 AND tg.tgtype & 3 = 3 AND tg.tgtype & 20 <> 0) AS before_triggers, \
-coalesce((SELECT bool_or(coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false)) \
-FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND CASE WHEN con.oid IS NOT NULL \
-THEN i.indexrelid = con.conindid ELSE i.indexprs IS NULL AND \
-(SELECT array_agg(x.attname::text ORDER BY x.attname::text) FROM pg_attribute x \
-WHERE x.attrelid = c.oid AND x.attnum = ANY (i.indkey)) = \
-(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n) END), false) AS nulls_not_distinct, \
-EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indexprs IS NULL \
-AND (SELECT array_agg(x.attname::text ORDER BY x.attname::text) FROM pg_attribute x \
-WHERE x.attrelid = c.oid AND x.attnum = ANY (i.indkey)) = \
-(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n)) AS arbiter_any, \
-EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indexprs IS NULL \
-AND i.indpred IS NULL AND (SELECT array_agg(x.attname::text ORDER BY x.attname::text) \
-FROM pg_attribute x WHERE x.attrelid = c.oid AND x.attnum = ANY (i.indkey)) = \
-(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n)) AS arbiter_full \
+ix.nulls_not_distinct, ix.arbiter_any, ix.arbiter_full \
 FROM pg_class c \
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
 LEFT JOIN pg_collation co ON co.oid = a.attcollation \
 LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace \
 LEFT JOIN pg_constraint con ON con.conrelid = c.oid AND con.conname = $2 \
+CROSS JOIN LATERAL (SELECT \
+coalesce(bool_or(u.nulls_not_distinct) FILTER (WHERE CASE WHEN con.oid IS NOT NULL \
+THEN u.indexrelid = con.conindid ELSE u.on_target END), false) AS nulls_not_distinct, \
+coalesce(bool_or(u.on_target), false) AS arbiter_any, \
+coalesce(bool_or(u.on_target AND u.full_index), false) AS arbiter_full \
+FROM (SELECT i.indexrelid, i.indpred IS NULL AS full_index, \
+coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false) AS nulls_not_distinct, \
+i.indexprs IS NULL AND (SELECT array_agg(x.attname::text ORDER BY x.attname::text) \
+FROM pg_attribute x WHERE x.attrelid = c.oid AND x.attnum = ANY (i.indkey)) = \
+(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n) AS on_target \
+FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique) AS u) AS ix \
 WHERE c.oid = $1::regclass \
 ORDER BY a.attnum";
 
