@@ -1626,6 +1626,14 @@ fn memory_child(url: &str, rows: u64, terminal: &str) {
             .bulk_insert::<i64, _>(&mut conn)
             .expect("bulk_insert")
             .len(),
+        "summary" => {
+            let summary = diesel::insert_into(bulk_bench::table)
+                .values(&input[..])
+                .on_conflict_do(bulk_bench::sku, ConflictAction::Update)
+                .bulk_execute(&mut conn)
+                .expect("bulk_execute");
+            (summary.inserted + summary.updated + summary.unchanged) as usize
+        }
         other => panic!("unknown terminal {other}"),
     };
     let time = start.elapsed();
@@ -1656,7 +1664,7 @@ fn memory(o: &Options, report: &mut String) {
     )
     .unwrap();
     let mut estimate = 0.0;
-    for terminal in ["rows", "pks"] {
+    for terminal in ["rows", "pks", "summary"] {
         let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
             .arg("--memory-child")
             .arg(rows.to_string())
@@ -1678,10 +1686,10 @@ fn memory(o: &Options, report: &mut String) {
             "  memory {terminal}: {text} (formula estimate of the input: {:.1} MiB)",
             mib(field("estimate"))
         );
-        let label = if terminal == "rows" {
-            "`bulk_insert_and_get::<Row>`"
-        } else {
-            "`bulk_insert::<i64>`"
+        let label = match terminal {
+            "rows" => "`bulk_insert_and_get::<Row>`",
+            "pks" => "`bulk_insert::<i64>`",
+            _ => "`bulk_execute`",
         };
         writeln!(
             report,

@@ -9,7 +9,9 @@
 use diesel::insertable::{ColumnInsertValue, DefaultableColumnInsertValue};
 use diesel::pg::Pg;
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
-use diesel::query_builder::{AstPass, BatchInsert, QueryBuilder, QueryFragment, ValuesClause};
+use diesel::query_builder::{
+    AstPass, BatchInsert, QueryBuilder, QueryFragment, QueryId, ValuesClause,
+};
 use diesel::result::QueryResult;
 use diesel::sql_types::TypeMetadata;
 use diesel::Column;
@@ -20,6 +22,12 @@ use std::marker::PhantomData;
 /// Implemented for the values Diesel builds from `Insertable` structs, `column.eq(value)` and
 /// tuples of them; not meant to be implemented by hand.
 pub trait RowValues<T> {
+    /// Whether every value of this type whose row supplies the same columns renders the same
+    /// SQL text, with binds of the same types: then what one row's SQL shows holds for all rows
+    /// of a call (which supply the same columns). This is Diesel's static query id, the promise
+    /// its statement cache relies on.
+    const SAME_SHAPE: bool;
+
     /// Appends the names of the columns this row supplies a value for, in insert order.
     fn supplied_columns(&self, out: &mut Vec<&'static str>);
 
@@ -41,8 +49,11 @@ pub trait RowValues<T> {
 impl<C, E> RowValues<C::Table> for ColumnInsertValue<C, E>
 where
     C: Column,
+    E: QueryId,
     Self: QueryFragment<Pg>,
 {
+    const SAME_SHAPE: bool = E::HAS_STATIC_QUERY_ID;
+
     fn supplied_columns(&self, out: &mut Vec<&'static str>) {
         out.push(C::NAME);
     }
@@ -76,6 +87,9 @@ impl<T, V> RowValues<T> for DefaultableColumnInsertValue<V>
 where
     V: RowValues<T>,
 {
+    // `Default` or not changes the columns a row supplies, not the SQL of a supplied value.
+    const SAME_SHAPE: bool = V::SAME_SHAPE;
+
     fn supplied_columns(&self, out: &mut Vec<&'static str>) {
         if let DefaultableColumnInsertValue::Expression(v) = self {
             v.supplied_columns(out);
@@ -109,6 +123,8 @@ impl<T, V> RowValues<T> for ValuesClause<V, T>
 where
     V: RowValues<T>,
 {
+    const SAME_SHAPE: bool = V::SAME_SHAPE;
+
     fn supplied_columns(&self, out: &mut Vec<&'static str>) {
         self.values.supplied_columns(out);
     }
@@ -136,6 +152,8 @@ macro_rules! tuple_row_values {
         where
             $($T: RowValues<Tab>,)+
         {
+            const SAME_SHAPE: bool = $($T::SAME_SHAPE)&&+;
+
             fn supplied_columns(&self, out: &mut Vec<&'static str>) {
                 $(self.$idx.supplied_columns(out);)+
             }
@@ -368,6 +386,41 @@ pub(crate) enum Probe {
     Binds,
     /// Anything else: an SQL expression, a literal, `DEFAULT`.
     Expression,
+}
+
+/// [`probe_binds`] for the same fragment (a row's values, or one column's value) of many rows
+/// of one type: for a type of [`RowValues::SAME_SHAPE`], once the first row has shown plain
+/// binds, the binds of the next rows are collected without rendering and comparing their SQL.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prober {
+    same_shape: bool,
+    shown: bool,
+}
+
+impl Prober {
+    pub(crate) fn new<T, R: RowValues<T>>() -> Self {
+        Prober {
+            same_shape: R::SAME_SHAPE,
+            shown: false,
+        }
+    }
+
+    /// Like [`probe_binds`], appending to `binds`.
+    pub(crate) fn probe<F: QueryFragment<Pg>>(
+        &mut self,
+        fragment: &F,
+        placeholders: &str,
+        binds: &mut RawBytesBindCollector<Pg>,
+        lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
+    ) -> QueryResult<Probe> {
+        if self.shown {
+            fragment.collect_binds(binds, lookup, &Pg)?;
+            return Ok(Probe::Binds);
+        }
+        let probe = probe_binds(fragment, placeholders, binds, lookup)?;
+        self.shown = self.same_shape && probe == Probe::Binds;
+        Ok(probe)
+    }
 }
 
 /// The one bind probe: whether `fragment` (a row's values, or one value) writes exactly the

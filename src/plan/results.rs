@@ -72,22 +72,55 @@ pub(crate) fn group(
     })
 }
 
-/// Dense ranks of byte keys (`None`: a NULL part), for keys whose bytes compare as PostgreSQL
-/// compares them: equal bytes, equal rank; ranks follow the byte order.
-pub(crate) fn rank_bytes(keys: &[Option<Vec<u8>>]) -> Vec<(usize, u64)> {
-    let mut order: Vec<(&[u8], usize)> = keys
-        .iter()
-        .enumerate()
-        .filter_map(|(i, k)| Some((k.as_deref()?, i)))
+/// The conflict keys of a call's rows as bytes, in one buffer: row `i`'s key is
+/// `bytes[spans[i]]`, `None` when it has a NULL part.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ByteKeys {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) spans: Vec<Option<std::ops::Range<usize>>>,
+}
+
+impl ByteKeys {
+    /// Starts the next row's key.
+    pub(crate) fn start(&mut self) {
+        let at = self.bytes.len();
+        self.spans.push(Some(at..at));
+    }
+
+    /// Ends the current row's key: `null` when it has a NULL part.
+    pub(crate) fn end(&mut self, null: bool) {
+        let end = self.bytes.len();
+        if let Some(span) = self.spans.last_mut() {
+            match span {
+                Some(range) if !null => range.end = end,
+                _ => {
+                    self.bytes.truncate(span.as_ref().map_or(end, |r| r.start));
+                    *span = None;
+                }
+            }
+        }
+    }
+
+    fn key(&self, row: usize) -> Option<&[u8]> {
+        self.spans[row].clone().map(|range| &self.bytes[range])
+    }
+}
+
+/// Dense ranks of byte keys, for keys whose bytes compare as PostgreSQL compares them: equal
+/// bytes, equal rank; ranks follow the byte order. Rows with a NULL part get none.
+pub(crate) fn rank_bytes(keys: &ByteKeys) -> Vec<(usize, u64)> {
+    let mut order: Vec<usize> = (0..keys.spans.len())
+        .filter(|&i| keys.spans[i].is_some())
         .collect();
-    order.sort_unstable();
+    order.sort_unstable_by(|&a, &b| keys.key(a).cmp(&keys.key(b)).then(a.cmp(&b)));
     let mut ranks = Vec::with_capacity(order.len());
     let mut rank = 0;
     let mut previous: Option<&[u8]> = None;
-    for (key, position) in order {
-        if previous != Some(key) {
+    for position in order {
+        let key = keys.key(position);
+        if previous != key {
             rank += 1;
-            previous = Some(key);
+            previous = key;
         }
         ranks.push((position, rank));
     }
@@ -297,12 +330,13 @@ mod tests {
 
     #[test]
     fn byte_ranks_are_dense_and_follow_byte_order() {
-        let keys = vec![
-            Some(b"b".to_vec()),
-            None,
-            Some(b"a".to_vec()),
-            Some(b"b".to_vec()),
-        ];
+        let mut keys = ByteKeys::default();
+        for key in [Some("b"), None, Some("a"), Some("b")] {
+            keys.start();
+            keys.bytes.extend_from_slice(key.unwrap_or("x").as_bytes());
+            keys.end(key.is_none());
+        }
+        assert_eq!(keys.bytes, b"bab");
         let mut ranks = rank_bytes(&keys);
         ranks.sort_unstable();
         assert_eq!(ranks, vec![(0, 2), (2, 1), (3, 2)]);

@@ -2,12 +2,13 @@
 //! `VALUES` lists under PostgreSQL's bind-parameter limit; and conflict keys as bytes where
 //! bytes compare exactly as PostgreSQL does.
 
+use super::results::ByteKeys;
 use crate::error::{Error, Result};
 use crate::literal::{count_binds, render, NoTypeLookup};
 use crate::query_builder::arrays::{ArraySource, ColumnArrays};
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::BulkRows;
-use crate::rows::{probe_binds, Probe, RowValues, ValueOf, ValuesOf};
+use crate::rows::{Probe, Prober, RowValues, ValueOf, ValuesOf};
 use crate::target::KeyPart;
 use diesel::pg::Pg;
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
@@ -52,42 +53,50 @@ pub(crate) fn key_source<'r, T, R: RowValues<T>>(
 pub(crate) fn byte_keys<T, R: RowValues<T>>(
     rows: &Indexed<'_, R>,
     key: &KeyShape<'_>,
-) -> Option<Vec<Option<Vec<u8>>>> {
+) -> Option<ByteKeys> {
     if !key.byte_exact() {
         return None;
     }
-    let oids: Vec<u32> = key
+    let parts = key
         .parts
         .iter()
-        .map(|p| key.catalog.column(p.column()).map(|c| c.oid))
-        .collect::<Result<_>>()
-        .ok()?;
-    rows.iter()
-        .map(|(_, row)| {
-            let mut bytes = Vec::new();
-            for (part, oid) in key.parts.iter().zip(&oids) {
-                let KeyPart::Column(column) = part else {
-                    return None;
-                };
-                let mut binds = RawBytesBindCollector::<Pg>::new();
-                let value = ValueOf::<R, T>::new(*row, column);
-                match probe_binds(&value, "$1", &mut binds, &mut NoTypeLookup).ok()? {
-                    Probe::Absent => return Some(None),
-                    Probe::Expression => return None,
-                    Probe::Binds => {}
-                }
-                match (binds.binds.as_slice(), binds.metadata.first()) {
-                    ([None], _) => return Some(None),
+        .map(|part| match part {
+            KeyPart::Column(column) => Some((*column, key.catalog.column(column).ok()?.oid)),
+            KeyPart::HstoreKey { .. } => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let mut probers = vec![Prober::new::<T, R>(); parts.len()];
+    let mut binds = RawBytesBindCollector::<Pg>::new();
+    let mut keys = ByteKeys::default();
+    for (_, row) in rows {
+        keys.start();
+        let mut null = false;
+        for ((column, oid), prober) in parts.iter().zip(&mut probers) {
+            binds.binds.clear();
+            binds.metadata.clear();
+            let value = ValueOf::<R, T>::new(*row, column);
+            match prober
+                .probe(&value, "$1", &mut binds, &mut NoTypeLookup)
+                .ok()?
+            {
+                Probe::Absent => null = true,
+                Probe::Expression => return None,
+                Probe::Binds => match (binds.binds.as_slice(), binds.metadata.first()) {
+                    ([None], _) => null = true,
                     ([Some(value)], Some(metadata)) if metadata.oid().ok()? == *oid => {
-                        bytes.extend_from_slice(&(value.len() as u32).to_be_bytes());
-                        bytes.extend_from_slice(value);
+                        if parts.len() > 1 {
+                            keys.bytes
+                                .extend_from_slice(&(value.len() as u32).to_be_bytes());
+                        }
+                        keys.bytes.extend_from_slice(value);
                     }
                     _ => return None,
-                }
+                },
             }
-            Some(Some(bytes))
-        })
-        .collect()
+        }
+        keys.end(null);
+    }
+    Some(keys)
 }
 
 /// The number of bind parameters a row renders (counted in its SQL text, without serializing

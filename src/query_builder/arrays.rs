@@ -13,7 +13,7 @@
 //! type (arrays themselves, records), are not plain; such rows go as a `VALUES` list.
 
 use crate::literal::NoTypeLookup;
-use crate::rows::{probe_binds, Probe, RowValues, ValueOf, ValuesOf};
+use crate::rows::{Probe, Prober, RowValues, ValueOf, ValuesOf};
 use diesel::pg::{Pg, PgTypeMetadata};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
 use diesel::query_builder::AstPass;
@@ -96,13 +96,13 @@ impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
         let mut positions = Vec::new();
         let mut bytes = 0;
         for &(index, row) in rows.iter().take(max_rows) {
-            let Some(values) = encoder.encode(row) else {
-                break;
-            };
             let Ok(position) = i32::try_from(index) else {
                 break;
             };
-            for (array, value) in arrays.iter_mut().zip(values.binds) {
+            if !encoder.encode(row) {
+                break;
+            }
+            for (array, value) in arrays.iter_mut().zip(encoder.binds.binds.drain(..)) {
                 match value {
                     Some(value) => {
                         bytes += value.len();
@@ -207,24 +207,33 @@ struct Encoder<'k, T, R> {
     source: ArraySource<'k>,
     /// `$1, $2, …`: the SQL of a row of plain binds (for `ArraySource::Rows`).
     placeholders: String,
+    /// One per fragment rendered per row: the row's values, or each column's value.
+    probers: Vec<Prober>,
     /// The value types of the first row (looked-up types as errors, which compare by name).
     types: Option<Vec<PgTypeMetadata>>,
+    /// The binds of the last row encoded (reused from row to row).
+    binds: RawBytesBindCollector<Pg>,
     _row: PhantomData<(T, R)>,
 }
 
 impl<'k, T, R: RowValues<T>> Encoder<'k, T, R> {
     fn new(source: ArraySource<'k>) -> Self {
-        let placeholders = match source {
-            ArraySource::Rows { columns } => (1..=columns)
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            ArraySource::Columns(_) => String::new(),
+        let (placeholders, fragments) = match source {
+            ArraySource::Rows { columns } => (
+                (1..=columns)
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                1,
+            ),
+            ArraySource::Columns(columns) => (String::new(), columns.len()),
         };
         Encoder {
             source,
             placeholders,
+            probers: vec![Prober::new::<T, R>(); fragments],
             types: None,
+            binds: RawBytesBindCollector::new(),
             _row: PhantomData,
         }
     }
@@ -236,65 +245,73 @@ impl<'k, T, R: RowValues<T>> Encoder<'k, T, R> {
         }
     }
 
-    /// The row's values, serialized without a connection; `None` when they are not plain.
-    fn encode(&mut self, row: &R) -> Option<RawBytesBindCollector<Pg>> {
-        let values = self.render(row, &mut NoTypeLookup).ok()??;
+    /// The row's values, serialized without a connection into [`Self::binds`]; `false` when
+    /// they are not plain.
+    fn encode(&mut self, row: &R) -> bool {
+        if !matches!(self.render(row, &mut NoTypeLookup), Ok(true)) {
+            return false;
+        }
+        if R::SAME_SHAPE && self.types.is_some() {
+            return true;
+        }
         match &self.types {
-            Some(types) if *types != values.metadata => return None,
-            Some(_) => {}
+            Some(types) => *types == self.binds.metadata,
             None => {
-                let fits = values.metadata.iter().all(|m| match oids(m) {
+                let fits = self.binds.metadata.iter().all(|m| match oids(m) {
                     Ok((oid, array_oid)) => array_oid != 0 && oid != RECORD_OID,
                     // Looked up by name at send time (hstore, enums).
                     Err(_) => true,
                 });
-                if !fits {
-                    return None;
+                if fits {
+                    self.types = Some(self.binds.metadata.clone());
                 }
-                self.types = Some(values.metadata.clone());
+                fits
             }
         }
-        Some(values)
     }
 
     /// The value types of `row`, looked up on the connection.
     fn types(
-        &self,
+        mut self,
         row: &R,
         lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
     ) -> QueryResult<Vec<PgTypeMetadata>> {
-        match self.render(row, lookup)? {
-            Some(values) => Ok(values.metadata),
-            None => Err(DieselError::QueryBuilderError(
+        if self.render(row, lookup)? {
+            Ok(self.binds.metadata)
+        } else {
+            Err(DieselError::QueryBuilderError(
                 "a row sent as arrays no longer renders as plain values".into(),
-            )),
+            ))
         }
     }
 
-    /// The binds of the row's values (one per array), or `None` when a value is not exactly
-    /// one bind parameter.
+    /// Collects the binds of the row's values (one per array) into [`Self::binds`]; `false`
+    /// when a value is not exactly one bind parameter.
     fn render(
-        &self,
+        &mut self,
         row: &R,
         lookup: &mut <Pg as TypeMetadata>::MetadataLookup,
-    ) -> QueryResult<Option<RawBytesBindCollector<Pg>>> {
-        let mut binds = RawBytesBindCollector::<Pg>::new();
+    ) -> QueryResult<bool> {
+        self.binds.binds.clear();
+        self.binds.metadata.clear();
         match self.source {
             ArraySource::Rows { .. } => {
                 let values = ValuesOf::<R, T>::new(row);
-                if probe_binds(&values, &self.placeholders, &mut binds, lookup)? != Probe::Binds {
-                    return Ok(None);
+                let probe =
+                    self.probers[0].probe(&values, &self.placeholders, &mut self.binds, lookup)?;
+                if probe != Probe::Binds {
+                    return Ok(false);
                 }
             }
             ArraySource::Columns(columns) => {
-                for column in columns {
+                for (column, prober) in columns.iter().zip(&mut self.probers) {
                     let value = ValueOf::<R, T>::new(row, column);
-                    if probe_binds(&value, "$1", &mut binds, lookup)? != Probe::Binds {
-                        return Ok(None);
+                    if prober.probe(&value, "$1", &mut self.binds, lookup)? != Probe::Binds {
+                        return Ok(false);
                     }
                 }
             }
         }
-        Ok((binds.binds.len() == self.width()).then_some(binds))
+        Ok(self.binds.binds.len() == self.width())
     }
 }
