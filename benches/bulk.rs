@@ -951,6 +951,19 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
+/// CPU time of this process so far, every thread counted, including threads that have ended
+/// (the crate's encoder threads): `CLOCK_PROCESS_CPUTIME_ID`.
+fn process_cpu_time() -> Duration {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
 /// CPU spent by this process (every thread) and by the server backend of the connection.
 #[derive(Debug, Clone, Copy, Default)]
 struct Cpu {
@@ -968,16 +981,14 @@ impl CpuMeter {
     fn start(backend: u32) -> CpuMeter {
         CpuMeter {
             backend,
-            client: cpu_time(std::process::id()).unwrap_or_default(),
+            client: process_cpu_time(),
             server: cpu_time(backend),
         }
     }
 
     fn stop(&self) -> Cpu {
         Cpu {
-            client: cpu_time(std::process::id())
-                .unwrap_or_default()
-                .saturating_sub(self.client),
+            client: process_cpu_time().saturating_sub(self.client),
             server: self
                 .server
                 .and_then(|start| Some(cpu_time(self.backend)?.saturating_sub(start))),

@@ -14,6 +14,7 @@
 
 use super::results::{group, rank_bytes, Groups, Results};
 use super::rows::{byte_keys, chunks, key_source, next_rows, Indexed};
+use crate::query_builder::arrays::{ColumnArrays, ARRAY_ROWS};
 use super::{not_found, Method, ATTEMPTS};
 use crate::error::{Error, Result};
 use crate::query_builder::arrays::ArraySource;
@@ -51,6 +52,34 @@ pub(crate) enum Step<'q, T, R> {
         rows: BulkRows<'q, T, R>,
         flag: InsertedFlag,
     },
+}
+
+/// The rows of the statement after the one [`BulkPlan::next`] just returned, to encode while
+/// that one runs ([`BulkPlan::lookahead`]). Encoded, they go back to [`BulkPlan::ahead`].
+#[derive(Debug)]
+pub(crate) struct Lookahead<'q, T, R> {
+    /// The queue generation and cursor the rows start at.
+    at: (u64, usize),
+    rows: Vec<(usize, &'q R)>,
+    source: ArraySource<'q>,
+    _table: std::marker::PhantomData<fn() -> T>,
+}
+
+/// Rows encoded ahead of their statement (`None`: they are not plain values).
+#[derive(Debug)]
+pub(crate) struct Ahead<'q, T, R> {
+    at: (u64, usize),
+    arrays: Option<ColumnArrays<'q, T, R>>,
+}
+
+impl<'q, T, R: RowValues<T>> Lookahead<'q, T, R> {
+    /// Encodes the rows as the plan would for their statement.
+    pub(crate) fn encode(self) -> Ahead<'q, T, R> {
+        Ahead {
+            at: self.at,
+            arrays: ColumnArrays::build(&self.rows, self.source, true),
+        }
+    }
 }
 
 /// Where a plan is.
@@ -110,6 +139,12 @@ pub(crate) struct BulkPlan<'q, T, R, Out> {
     /// The rows the current phase sends, from `cursor` on.
     queue: Vec<(usize, &'q R)>,
     cursor: usize,
+    /// Counts the queues entered: with `cursor`, where rows encoded ahead start.
+    generation: u64,
+    /// The last rows sent went as arrays (the next ones likely will).
+    arrays: bool,
+    /// The next rows, encoded while the last statement ran.
+    ahead: Option<Ahead<'q, T, R>>,
     /// The flag of the last upsert sent.
     flag: InsertedFlag,
     /// The input positions of the last insert sent.
@@ -153,6 +188,9 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             pending: Vec::new(),
             queue: Vec::new(),
             cursor: 0,
+            generation: 0,
+            arrays: false,
+            ahead: None,
             flag: InsertedFlag::Xmax,
             inserting: Vec::new(),
             locked: Vec::new(),
@@ -216,6 +254,54 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
         self.phase = phase;
         self.queue = queue;
         self.cursor = 0;
+        self.generation += 1;
+    }
+
+    /// The rows of the next statement of the current phase, as [`next_rows`] cuts them (or as
+    /// they were encoded ahead).
+    fn take_rows(&mut self, source: ArraySource<'q>, fixed: usize) -> Result<BulkRows<'q, T, R>> {
+        let rows = match self.ahead.take() {
+            Some(Ahead {
+                at,
+                arrays: Some(arrays),
+            }) if at == (self.generation, self.cursor) => BulkRows::Arrays(arrays),
+            _ => next_rows(&self.queue[self.cursor..], source, fixed)?,
+        };
+        self.cursor += rows.len();
+        self.arrays = matches!(rows, BulkRows::Arrays(_));
+        Ok(rows)
+    }
+
+    /// The rows of the statement after the one just returned, when they can be encoded before
+    /// that one's result is back: the next array rows of the same phase. The driver may encode
+    /// them meanwhile ([`Lookahead::encode`]) and hand them to [`Self::ahead`].
+    pub(crate) fn lookahead(&self) -> Option<Lookahead<'q, T, R>> {
+        let source = match self.phase {
+            Phase::Upsert | Phase::UpdateLocked => ArraySource::Rows {
+                columns: self.columns,
+            },
+            Phase::Unkeyed if !self.rows_back => ArraySource::Rows {
+                columns: self.columns,
+            },
+            Phase::Fetch | Phase::Lock => ArraySource::Columns(self.key_columns),
+            _ => return None,
+        };
+        let rest = &self.queue[self.cursor..];
+        if !self.arrays || rest.is_empty() {
+            return None;
+        }
+        Some(Lookahead {
+            at: (self.generation, self.cursor),
+            rows: rest[..rest.len().min(ARRAY_ROWS)].to_vec(),
+            source,
+            _table: std::marker::PhantomData,
+        })
+    }
+
+    /// Rows encoded ahead ([`Self::lookahead`]): the next statement sends them if they are
+    /// still its rows.
+    pub(crate) fn ahead(&mut self, ahead: Ahead<'q, T, R>) {
+        self.ahead = Some(ahead);
     }
 
     /// On to the rows whose key has a NULL.
@@ -248,8 +334,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                     let source = ArraySource::Rows {
                         columns: self.columns,
                     };
-                    let rows = next_rows(rest, source, self.fixed)?;
-                    self.cursor += rows.len();
+                    let rows = self.take_rows(source, self.fixed)?;
                     let flag = match (self.method, self.phase) {
                         // A row with a NULL key part cannot conflict on the target.
                         (_, Phase::Unkeyed) => InsertedFlag::Always(true),
@@ -268,8 +353,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                     let source = ArraySource::Rows {
                         columns: self.columns,
                     };
-                    let rows = next_rows(rest, source, self.fixed)?;
-                    self.cursor += rows.len();
+                    let rows = self.take_rows(source, self.fixed)?;
                     let (flag, do_nothing) = match (self.method, self.phase) {
                         (Method::OneStatement(flag), _) => (flag, false),
                         (Method::TwoPhases, Phase::Upsert) => (InsertedFlag::Always(true), true),
@@ -283,14 +367,14 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                     }));
                 }
                 Phase::Fetch | Phase::Lock if !rest.is_empty() => {
-                    let rows = next_rows(rest, ArraySource::Columns(self.key_columns), 0)?;
-                    self.cursor += rows.len();
+                    let rows = self.take_rows(ArraySource::Columns(self.key_columns), 0)?;
                     let lock = self.phase == Phase::Lock;
                     return Ok(Some(Step::Fetch { rows, lock }));
                 }
                 Phase::Unkeyed if !rest.is_empty() => {
                     let chunk = chunks(rest, self.fixed)?.swap_remove(0);
                     self.cursor += chunk.len();
+                    self.arrays = false;
                     self.inserting = chunk.iter().map(|(i, _)| *i).collect();
                     let flag = match self.method {
                         Method::OneStatement(InsertedFlag::Unknown) | Method::TwoPhases => {

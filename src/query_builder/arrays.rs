@@ -50,7 +50,7 @@ pub struct ColumnArrays<'q, T, R> {
     pub(crate) arrays: Vec<Vec<u8>>,
     /// The input position of each row.
     pub(crate) positions: Vec<i32>,
-    _table: PhantomData<T>,
+    _table: PhantomData<fn() -> T>,
 }
 
 impl<T, R> std::fmt::Debug for ColumnArrays<'_, T, R> {

@@ -71,6 +71,33 @@ where
     Ok(())
 }
 
+/// Runs `send` (the statement [`BulkPlan::next`] just returned, on the connection) while the
+/// rows of the next statement are encoded on a second thread, so that the client's encoding
+/// hides behind the server's execution. Without a second thread (none could be started, or
+/// no rows are known ahead) the rows are encoded when their statement is built, as before.
+fn overlapped<'q, T, R, Out, X>(plan: &mut BulkPlan<'q, T, R, Out>, send: impl FnOnce() -> X) -> X
+where
+    R: RowValues<T> + Sync,
+    Out: Clone,
+{
+    let Some(lookahead) = plan.lookahead() else {
+        return send();
+    };
+    std::thread::scope(|scope| {
+        let encoder = std::thread::Builder::new()
+            .name("diesel-upsert encoder".into())
+            .spawn_scoped(scope, move || lookahead.encode());
+        let sent = send();
+        if let Ok(encoder) = encoder {
+            match encoder.join() {
+                Ok(ahead) => plan.ahead(ahead),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        sent
+    })
+}
+
 /// A bulk call: one result per input row, in input order (the outcome only with `outcomes`).
 pub(crate) fn bulk<S, Sel, Out, C>(
     statement: &S,
@@ -80,6 +107,7 @@ pub(crate) fn bulk<S, Sel, Out, C>(
 ) -> Result<Vec<(Out, Option<Outcome>)>>
 where
     S: UpsertStatement,
+    S::Row: Sync,
     Sel: Returning<Out>,
     Out: Clone,
     C: Connection<Backend = Pg> + LoadConnection,
@@ -130,7 +158,8 @@ where
                         flag,
                         do_nothing,
                     };
-                    plan.written(Sel::load_bulk(query, conn).map_err(classify)?)?
+                    let written = overlapped(&mut plan, || Sel::load_bulk(query, conn));
+                    plan.written(written.map_err(classify)?)?
                 }
                 Step::Fetch { rows, lock } => {
                     let query = FetchKept {
@@ -140,7 +169,8 @@ where
                         selection: selection(),
                         lock,
                     };
-                    plan.fetched(Sel::load_kept(query, conn)?)?
+                    let kept = overlapped(&mut plan, || Sel::load_kept(query, conn));
+                    plan.fetched(kept?)?
                 }
                 Step::Insert { rows, flag } => {
                     let query = UpsertReturning {
@@ -163,6 +193,7 @@ where
 pub(crate) fn bulk_execute<S, C>(statement: &S, conn: &mut C) -> Result<BulkSummary>
 where
     S: UpsertStatement,
+    S::Row: Sync,
     C: Connection<Backend = Pg> + LoadConnection,
 {
     let Some(Prepared {
@@ -214,11 +245,8 @@ where
                 flag,
                 do_nothing: false,
             };
-            plan.counted(
-                query
-                    .get_result(conn)
-                    .map_err(|e| classify_error(statement, &catalog, e))?,
-            )?;
+            let counted = overlapped(&mut plan, || query.get_result(conn));
+            plan.counted(counted.map_err(|e| classify_error(statement, &catalog, e))?)?;
         }
         plan.finish_counts()
     })

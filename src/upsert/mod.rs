@@ -122,6 +122,7 @@ pub trait UpsertDsl: Sized {
         Self::Records: BatchRows<Self::Table>,
         OnConflictDo<Self::Table, Self::Records, Self::Operator>:
             UpsertStatement<Table = Self::Table>,
+        <OnConflictDo<Self::Table, Self::Records, Self::Operator> as UpsertStatement>::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,

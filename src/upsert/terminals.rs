@@ -146,6 +146,7 @@ where
     pub fn bulk_insert<Pk, C>(self, conn: &mut C) -> Result<Vec<Pk>>
     where
         U: BatchRows<T>,
+        <Self as UpsertStatement>::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
         PrimaryKey<T>: Returning<Pk>,
         Pk: Clone,
@@ -177,6 +178,7 @@ where
     pub fn bulk_insert_and_get<M, C>(self, conn: &mut C) -> Result<Vec<M>>
     where
         U: BatchRows<T>,
+        <Self as UpsertStatement>::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
@@ -226,6 +228,7 @@ where
     pub fn bulk_execute<C>(self, conn: &mut C) -> Result<BulkSummary>
     where
         U: BatchRows<T>,
+        <Self as UpsertStatement>::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
     {
         crate::run::sync::bulk_execute(&self, conn)
@@ -271,6 +274,7 @@ where
     pub fn bulk_insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<Vec<(M, Outcome)>>
     where
         U: BatchRows<T>,
+        <Self as UpsertStatement>::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
