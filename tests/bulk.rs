@@ -758,8 +758,12 @@ fn more_than_200_000_values_are_chunked_in_one_transaction() {
         .unwrap();
     let statements = sent.take();
     let upserts = statements.iter().filter(|s| s.starts_with("WITH")).count();
-    // Sent as arrays: 20 000 rows per statement.
-    assert_eq!(upserts, 6, "110 000 rows in statements of 20 000");
+    // Sent as arrays: 2 000 rows in the first statement (sent while nothing else runs), then
+    // 20 000 per statement.
+    assert_eq!(
+        upserts, 7,
+        "110 000 rows in statements of 2 000, then 20 000"
+    );
     assert!(
         statements.iter().any(|s| s == "BEGIN") && statements.iter().any(|s| s == "COMMIT"),
         "one transaction"
@@ -1444,8 +1448,8 @@ fn bulk_execute_chunks_large_calls_and_counts_rows_without_a_key() {
         .filter(|s| s.starts_with("WITH \"__upserted\""))
         .count();
     assert_eq!(
-        counts, 4,
-        "three chunks of keyed rows and one of rows without a key"
+        counts, 5,
+        "four chunks of keyed rows (2 000, 20 000, 20 000, 3 000) and one of rows without a key"
     );
     assert_eq!(count_items(conn, &p), 45_000);
     for row in rows.iter_mut().take(10) {

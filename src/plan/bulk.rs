@@ -14,10 +14,10 @@
 
 use super::results::{group, rank_bytes, Groups, Results};
 use super::rows::{byte_keys, chunks, key_source, next_rows, Indexed};
-use crate::query_builder::arrays::{ColumnArrays, ARRAY_ROWS};
 use super::{not_found, Method, ATTEMPTS};
 use crate::error::{Error, Result};
 use crate::query_builder::arrays::ArraySource;
+use crate::query_builder::arrays::{ColumnArrays, ARRAY_ROWS, FIRST_ARRAY_ROWS};
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::BulkRows;
 use crate::rows::RowValues;
@@ -77,7 +77,7 @@ impl<'q, T, R: RowValues<T>> Lookahead<'q, T, R> {
     pub(crate) fn encode(self) -> Ahead<'q, T, R> {
         Ahead {
             at: self.at,
-            arrays: ColumnArrays::build(&self.rows, self.source, true),
+            arrays: ColumnArrays::build(&self.rows, self.source, Some(ARRAY_ROWS)),
         }
     }
 }
@@ -198,11 +198,12 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             results: Results::new(rows.len()),
             _table: std::marker::PhantomData,
         };
-        let indexed = plan.indexed();
         if rows.is_empty() {
             plan.phase = Phase::Done;
-        } else if let Some(keys) = byte_keys(&indexed, key) {
-            plan.ranked_positions(rank_bytes(&keys))?;
+        } else if let Some(keys) = byte_keys(rows, key) {
+            let ranks = rank_bytes(&keys);
+            drop(keys);
+            plan.ranked_positions(ranks)?;
         }
         Ok(plan)
     }
@@ -265,7 +266,14 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                 at,
                 arrays: Some(arrays),
             }) if at == (self.generation, self.cursor) => BulkRows::Arrays(arrays),
-            _ => next_rows(&self.queue[self.cursor..], source, fixed)?,
+            _ => {
+                let max_rows = if self.cursor == 0 {
+                    FIRST_ARRAY_ROWS
+                } else {
+                    ARRAY_ROWS
+                };
+                next_rows(&self.queue[self.cursor..], source, max_rows, fixed)?
+            }
         };
         self.cursor += rows.len();
         self.arrays = matches!(rows, BulkRows::Arrays(_));

@@ -26,7 +26,7 @@ pub(crate) fn key_source<'r, T, R: RowValues<T>>(
     rows: &Indexed<'r, R>,
     key_columns: &'r [&'static str],
 ) -> Result<BulkRows<'r, T, R>> {
-    if let Some(arrays) = ColumnArrays::build(rows, ArraySource::Columns(key_columns), false) {
+    if let Some(arrays) = ColumnArrays::build(rows, ArraySource::Columns(key_columns), None) {
         if arrays.len() == rows.len() {
             return Ok(BulkRows::Arrays(arrays));
         }
@@ -50,10 +50,7 @@ pub(crate) fn key_source<'r, T, R: RowValues<T>>(
 /// comparison: every key part a plain bound value of the column's own type, of a type whose
 /// equality is byte equality ([`KeyShape::byte_exact`]). `None` otherwise: PostgreSQL groups
 /// the keys.
-pub(crate) fn byte_keys<T, R: RowValues<T>>(
-    rows: &Indexed<'_, R>,
-    key: &KeyShape<'_>,
-) -> Option<ByteKeys> {
+pub(crate) fn byte_keys<T, R: RowValues<T>>(rows: &[R], key: &KeyShape<'_>) -> Option<ByteKeys> {
     if !key.byte_exact() {
         return None;
     }
@@ -68,13 +65,14 @@ pub(crate) fn byte_keys<T, R: RowValues<T>>(
     let mut probers = vec![Prober::new::<T, R>(); parts.len()];
     let mut binds = RawBytesBindCollector::<Pg>::new();
     let mut keys = ByteKeys::default();
-    for (_, row) in rows {
+    keys.spans.reserve_exact(rows.len());
+    for row in rows {
         keys.start();
         let mut null = false;
         for ((column, oid), prober) in parts.iter().zip(&mut probers) {
             binds.binds.clear();
             binds.metadata.clear();
-            let value = ValueOf::<R, T>::new(*row, column);
+            let value = ValueOf::<R, T>::new(row, column);
             match prober
                 .probe(&value, "$1", &mut binds, &mut NoTypeLookup)
                 .ok()?
@@ -139,14 +137,15 @@ fn chunk_len<T, R: RowValues<T>>(rows: &Indexed<'_, R>, fixed: usize) -> Result<
     Ok(rows.len())
 }
 
-/// The next rows of one statement: as arrays when the leading rows are plain values, otherwise
-/// as a `VALUES` list under the bind limit.
+/// The next rows of one statement: as arrays (at most `max_rows`) when the leading rows are
+/// plain values, otherwise as a `VALUES` list under the bind limit.
 pub(crate) fn next_rows<'r, T, R: RowValues<T>>(
     rows: &Indexed<'r, R>,
     source: ArraySource<'r>,
+    max_rows: usize,
     fixed: usize,
 ) -> Result<BulkRows<'r, T, R>> {
-    if let Some(arrays) = ColumnArrays::build(rows, source, true) {
+    if let Some(arrays) = ColumnArrays::build(rows, source, Some(max_rows)) {
         return Ok(BulkRows::Arrays(arrays));
     }
     let len = chunk_len(rows, fixed)?;
@@ -157,16 +156,17 @@ pub(crate) fn next_rows<'r, T, R: RowValues<T>>(
 /// `update_condition`, and of the selection): the statement `one_row` builds for the first row
 /// minus that row's own binds.
 pub(crate) fn fixed_binds<'r, T, R, Q>(
-    rows: &Indexed<'r, R>,
+    rows: &'r [R],
     one_row: impl FnOnce(BulkRows<'r, T, R>) -> Q,
 ) -> Result<usize>
 where
     R: RowValues<T>,
     Q: QueryFragment<Pg>,
 {
-    let Some(&first) = rows.first() else {
+    let Some(first) = rows.first() else {
         return Ok(0);
     };
+    let first = (0, first);
     let total = render(&one_row(BulkRows::Values(vec![first])))?
         .1
         .binds

@@ -23,6 +23,9 @@ use std::marker::PhantomData;
 
 /// The most rows one array statement carries.
 pub(crate) const ARRAY_ROWS: usize = 20_000;
+/// The most rows the first array statement of a phase carries: its rows cannot be encoded
+/// while an earlier statement runs, so the server should get them soon.
+pub(crate) const FIRST_ARRAY_ROWS: usize = 2_000;
 /// The most bytes of values one array statement carries (a row is never split).
 const ARRAY_BYTES: usize = 16 << 20;
 
@@ -76,19 +79,18 @@ const LENGTH_AT: usize = 12;
 const HEADER_LEN: usize = 20;
 
 impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
-    /// Encodes the leading rows of `rows` whose values are all plain binds, up to
-    /// [`ARRAY_ROWS`] rows and about 16 MiB (all of them when `bounded` is false). `None` when
-    /// the first row is not plain.
+    /// Encodes the leading rows of `rows` whose values are all plain binds, up to `max_rows`
+    /// rows and about 16 MiB (all of them when `max_rows` is `None`). `None` when the first row
+    /// is not plain.
     pub(crate) fn build(
         rows: &[(usize, &'q R)],
         source: ArraySource<'q>,
-        bounded: bool,
+        max_rows: Option<usize>,
     ) -> Option<Self> {
         let &(_, first) = rows.first()?;
-        let (max_rows, max_bytes) = if bounded {
-            (ARRAY_ROWS, ARRAY_BYTES)
-        } else {
-            (usize::MAX, usize::MAX)
+        let (max_rows, max_bytes) = match max_rows {
+            Some(max_rows) => (max_rows, ARRAY_BYTES),
+            None => (usize::MAX, usize::MAX),
         };
         let mut encoder = Encoder::new(source);
         let width = encoder.width();

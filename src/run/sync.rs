@@ -123,13 +123,12 @@ where
     let rows = statement.rows();
     let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
     let key_columns = key.columns();
-    let indexed: Vec<_> = rows.iter().enumerate().collect();
     let settings = Settings {
         method: Method::choose(statement, &catalog, &columns, outcomes),
         policy,
         outcomes,
         columns: columns.len(),
-        fixed: fixed_binds(&indexed, |rows| BulkUpsert {
+        fixed: fixed_binds(rows, |rows| BulkUpsert {
             statement,
             rows,
             key: &key,
@@ -216,13 +215,12 @@ where
     let rows = statement.rows();
     let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
     let key_columns = key.columns();
-    let indexed: Vec<_> = rows.iter().enumerate().collect();
     let settings = Settings {
         method,
         policy,
         outcomes: true,
         columns: columns.len(),
-        fixed: fixed_binds(&indexed, |rows| BulkCount {
+        fixed: fixed_binds(rows, |rows| BulkCount {
             statement,
             rows,
             catalog: &catalog,

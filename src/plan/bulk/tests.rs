@@ -434,3 +434,48 @@ fn counts_larger_than_the_rows_sent_are_an_internal_error() {
     assert!(plan.next().unwrap().is_none());
     assert!(matches!(plan.finish_counts(), Err(Error::Internal { .. })));
 }
+
+#[test]
+fn the_first_statement_is_short_and_the_next_rows_can_be_encoded_ahead() {
+    let catalog = catalog();
+    let key = KeyShape::new(vec![KeyPart::Column("k")], &catalog).unwrap();
+    let names: Vec<&'static str> = (0..30_000)
+        .map(|i| &*Box::leak(format!("k{i:05}").into_boxed_str()))
+        .collect();
+    let input: Vec<New> = names.iter().map(|k| new(Some(k), 1)).collect();
+    let statement = diesel::insert_into(t::table).values(&input);
+    let rows = statement.records.rows();
+    let settings = Settings {
+        rows_back: false,
+        ..settings(XMAX, None)
+    };
+    let mut plan = BulkPlan::<_, _, ()>::new(rows, &key, KEY_COLUMNS, settings).unwrap();
+    let first = plan.next().unwrap().unwrap();
+    assert_eq!(positions(&first), (0..2_000).collect::<Vec<_>>());
+    // Encoded ahead, as the driver does while the first statement runs.
+    let ahead = plan
+        .lookahead()
+        .expect("more rows of the same phase")
+        .encode();
+    let stale = plan.lookahead().unwrap().encode();
+    plan.counted((2_000, 0)).unwrap();
+    plan.ahead(ahead);
+    let second = plan.next().unwrap().unwrap();
+    assert_eq!(positions(&second), (2_000..22_000).collect::<Vec<_>>());
+    plan.counted((20_000, 0)).unwrap();
+    // Rows encoded ahead for another place in the queue are not sent.
+    plan.ahead(stale);
+    let third = plan.next().unwrap().unwrap();
+    assert_eq!(positions(&third), (22_000..30_000).collect::<Vec<_>>());
+    plan.counted((8_000, 0)).unwrap();
+    assert!(plan.lookahead().is_none(), "no rows left");
+    assert!(plan.next().unwrap().is_none());
+    assert_eq!(
+        plan.finish_counts().unwrap(),
+        BulkSummary {
+            inserted: 30_000,
+            updated: 0,
+            unchanged: 0
+        }
+    );
+}
