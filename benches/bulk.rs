@@ -1629,8 +1629,14 @@ fn memory_child(url: &str, rows: u64, terminal: &str) {
     let estimate = input_estimate(&input);
     PEAK.store(input_heap, Relaxed);
     let start = Instant::now();
+    let mut output_heap = 0;
     let output_len = match terminal {
-        "rows" => crate_update(&mut conn, &input).len(),
+        "rows" => {
+            let rows = crate_update(&mut conn, &input);
+            // What the returned rows hold on the heap (the call's own buffers are freed).
+            output_heap = LIVE.load(Relaxed).saturating_sub(input_heap);
+            rows.len()
+        }
         "pks" => diesel::insert_into(bulk_bench::table)
             .values(&input[..])
             .on_conflict_do(bulk_bench::sku, ConflictAction::Update)
@@ -1653,7 +1659,7 @@ fn memory_child(url: &str, rows: u64, terminal: &str) {
     assert_eq!(output_len as u64, rows);
     let left = leftovers(&mut conn);
     println!(
-        "input_heap={input_heap} estimate={estimate} peak_heap={peak_heap} hwm={hwm} \
+        "input_heap={input_heap} estimate={estimate} peak_heap={peak_heap} hwm={hwm} output_heap={output_heap} \
          rss_before={rss_before} secs={:.3} prepared={} backend_bytes={}",
         time.as_secs_f64(),
         left.prepared,
@@ -1671,7 +1677,7 @@ fn memory(o: &Options, report: &mut String) {
     .unwrap();
     writeln!(
         report,
-        "| terminal | input rows (heap) | peak heap in the call | peak heap ÷ input | VmHWM | VmHWM ÷ input | (VmHWM − RSS before input) ÷ input | s | prepared statements left | backend memory |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| terminal | input rows (heap) | peak heap in the call | peak heap ÷ input | returned rows (heap) | (peak − returned rows) ÷ input | VmHWM | VmHWM ÷ input | (VmHWM − RSS before input) ÷ input | s | prepared statements left | backend memory |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     .unwrap();
     let mut estimate = 0.0;
@@ -1704,10 +1710,16 @@ fn memory(o: &Options, report: &mut String) {
         };
         writeln!(
             report,
-            "| {label} | {:.0} MiB | {:.0} MiB | {:.2} | {:.0} MiB | {:.2} | {:.2} | {:.1} | {} | {:.0} MiB |",
+            "| {label} | {:.0} MiB | {:.0} MiB | {:.2} | {} | {:.2} | {:.0} MiB | {:.2} | {:.2} | {:.1} | {} | {:.0} MiB |",
             mib(input),
             mib(field("peak_heap")),
             field("peak_heap") / input,
+            if terminal == "rows" {
+                format!("{:.0} MiB", mib(field("output_heap")))
+            } else {
+                "–".to_owned()
+            },
+            (field("peak_heap") - field("output_heap")) / input,
             mib(field("hwm")),
             field("hwm") / input,
             (field("hwm") - field("rss_before")) / input,
