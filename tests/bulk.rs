@@ -5,6 +5,7 @@ use crate::harness::models::*;
 use crate::harness::schema::*;
 use crate::harness::{connection, test_connection, unique_key};
 use crate::single::SentSql;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_upsert::prelude::*;
@@ -254,7 +255,7 @@ fn rows_holding_sql_expressions_are_sent_as_a_values_list() {
 }
 
 #[test]
-fn kept_rows_are_read_back_through_an_array_of_their_keys() {
+fn kept_rows_come_back_from_the_upsert_statement_itself() {
     let conn = &mut test_connection();
     let p = unique_key("b-kept");
     let keys = [format!("{p}-a"), format!("{p}-b")];
@@ -276,13 +277,89 @@ fn kept_rows_are_read_back_through_an_array_of_their_keys() {
     assert_eq!(
         statements_sent(&sent, "WITH"),
         [
-            r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM unnest($1, $2, $3, $4, $5) AS "__upsert_row"("sku", "name", "qty", "price_cents", "__upsert_ord")), "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT "sku", "name", "qty", "price_cents" FROM "__upsert_input" ON CONFLICT ("sku") DO NOTHING RETURNING "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", (xmax = 0) AS "__upsert_inserted", "products"."sku" AS "__upsert_k0") SELECT "__upsert_input"."__upsert_ord", "__upserted".* FROM "__upserted" LEFT JOIN "__upsert_input" ON "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0""#,
-            r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM unnest($1, $2) AS "__upsert_row"("sku", "__upsert_ord")) SELECT "__upsert_input"."__upsert_ord", "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at" FROM "__upsert_input" JOIN "products" ON "__upsert_input"."__upsert_k0" = "products"."sku""#
-        ]
+            r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM unnest($1, $2, $3, $4, $5) AS "__upsert_row"("sku", "name", "qty", "price_cents", "__upsert_ord")), "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT "sku", "name", "qty", "price_cents" FROM "__upsert_input" ON CONFLICT ("sku") DO NOTHING RETURNING "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", (xmax = 0) AS "__upsert_inserted", "products"."sku" AS "__upsert_k0") SELECT "__upsert_input"."__upsert_ord", "__upserted".* FROM (SELECT * FROM "__upserted" UNION ALL SELECT "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", NULL::boolean AS "__upsert_inserted", "products"."sku" AS "__upsert_k0" FROM "__upsert_input" JOIN "products" ON "__upsert_input"."__upsert_k0" = "products"."sku" WHERE NOT EXISTS (SELECT 1 FROM "__upserted" WHERE "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0")) AS "__upserted" LEFT JOIN "__upsert_input" ON "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0""#,
+        ],
+        "one statement: no read-back of the kept rows"
     );
     assert!(products_with_prefix(conn, &p)
         .iter()
         .all(|p| p.name == "old"));
+}
+
+#[test]
+fn a_row_committed_after_the_statement_snapshot_is_read_back_by_its_key() {
+    // Another transaction inserts the key and commits while the crate's `DO NOTHING` waits for
+    // it: the conflict is with a row the statement's snapshot does not see, so the statement
+    // cannot return it, and a second statement reads it.
+    let p = unique_key("b-late");
+    let (late, fresh) = (format!("{p}-late"), format!("{p}-fresh"));
+    let mut other = connection();
+    other.batch_execute("BEGIN").unwrap();
+    diesel::insert_into(products::table)
+        .values(&NewProduct::new(&late, "committed late"))
+        .execute(&mut other)
+        .unwrap();
+    let rows = vec![
+        NewProduct::new(&late, "mine"),
+        NewProduct::new(&fresh, "mine"),
+    ];
+    let pid = std::sync::atomic::AtomicI32::new(0);
+    let (result, statements) = std::thread::scope(|scope| {
+        let caller = scope.spawn(|| {
+            let conn = &mut connection();
+            let own: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "pg_backend_pid()",
+            ))
+            .get_result(conn)
+            .unwrap();
+            pid.store(own, std::sync::atomic::Ordering::SeqCst);
+            let sent = SentSql::attach(conn);
+            let result: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+                .values(&rows)
+                .on_conflict_do(products::sku, ConflictAction::Nothing)
+                .bulk_insert_and_get_with_outcome(conn)
+                .unwrap();
+            (result, statements_sent(&sent, "WITH"))
+        });
+        // Wait until the call is blocked on the other transaction's row.
+        let mut watcher = connection();
+        let mut blocked = false;
+        for _ in 0..1000 {
+            let waiting = pid.load(std::sync::atomic::Ordering::SeqCst);
+            blocked = waiting != 0
+                && diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+                    "EXISTS (SELECT 1 FROM pg_stat_activity \
+                     WHERE pid = {waiting} AND wait_event_type = 'Lock')"
+                )))
+                .get_result(&mut watcher)
+                .unwrap();
+            if blocked {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        other.batch_execute("COMMIT").unwrap();
+        assert!(blocked, "the call never waited for the other transaction");
+        caller.join().unwrap()
+    });
+    assert_eq!(result[0].0.name, "committed late");
+    assert_eq!(result[0].1, Outcome::Unchanged);
+    assert_eq!(
+        (result[1].0.sku.as_str(), result[1].1),
+        (fresh.as_str(), Outcome::Inserted)
+    );
+    assert_eq!(
+        statements.len(),
+        2,
+        "the upsert, then the read-back of the late row"
+    );
+    assert!(statements[1].contains(r#"SELECT "__upsert_input"."__upsert_ord", "products"."id""#));
+    let conn = &mut connection();
+    let stored = products_with_prefix(conn, &p);
+    assert_eq!(stored.len(), 2);
+    diesel::delete(products::table.filter(products::sku.like(format!("{p}-%"))))
+        .execute(conn)
+        .unwrap();
 }
 
 #[test]
@@ -1012,8 +1089,8 @@ fn bulk_statements_are_prepared_once_per_shape_not_once_per_call() {
             Some(first) => assert_eq!(now, first, "round {round}"),
         }
     }
-    // Update, Nothing and the read-back of the rows Nothing kept.
-    assert_eq!(after_first_round, Some(before + 3));
+    // Update and Nothing (which returns the rows it kept from the same statement).
+    assert_eq!(after_first_round, Some(before + 2));
 }
 
 diesel::table! {

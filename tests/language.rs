@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_upsert::prelude::*;
 use diesel_upsert::retry::{is_transient, retry, RetryPolicy};
-use diesel_upsert::Error;
+use diesel_upsert::{Error, HstoreExpressionMethods};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -73,6 +73,71 @@ fn a_target_without_a_unique_index_is_recognized_in_every_language() {
             matches!(bulk, Err(Error::NoMatchingUniqueIndex { .. })),
             "{locale}: {bulk:?}"
         );
+    }
+}
+
+#[test]
+fn an_hstore_key_target_without_a_unique_index_is_recognized_in_every_language() {
+    for (locale, word) in LANGUAGES {
+        let Some(mut conn) = speaking(locale, word) else {
+            continue;
+        };
+        let conn = &mut conn;
+        let p = unique_key("lang-hstore");
+        // No unique index on the key `fr`.
+        let single = diesel::insert_into(articles::table)
+            .values(&NewArticle::new(&[("fr", &p)], "no index on fr"))
+            .on_conflict_do(articles::title.key("fr"), ConflictAction::Update)
+            .insert::<i64, _>(conn);
+        match single {
+            Err(Error::NoMatchingUniqueIndex { hint, .. }) => {
+                assert_eq!(
+                    hint,
+                    r#"CREATE UNIQUE INDEX ON "articles" (("title" -> 'fr'))"#
+                )
+            }
+            other => panic!("{locale}: expected NoMatchingUniqueIndex, got {other:?}"),
+        }
+        let rows = vec![
+            NewArticle::new(&[("fr", &format!("{p}-a"))], "a"),
+            NewArticle::new(&[("fr", &format!("{p}-b"))], "b"),
+        ];
+        let bulk = diesel::insert_into(articles::table)
+            .values(&rows)
+            .on_conflict_do(articles::title.key("fr"), ConflictAction::Nothing)
+            .bulk_insert::<i64, _>(conn);
+        assert!(
+            matches!(bulk, Err(Error::NoMatchingUniqueIndex { .. })),
+            "{locale}: {bulk:?}"
+        );
+        // The keys `en` and `(en, ar)` have their indexes: another error of the statement (a
+        // division by zero in the update) stays what it is.
+        let new = NewArticle::new(&[("en", &p), ("ar", &p)], "first");
+        diesel::insert_into(articles::table)
+            .values(&new)
+            .on_conflict_do(articles::title.key("en"), ConflictAction::Nothing)
+            .insert::<i64, _>(conn)
+            .unwrap();
+        macro_rules! division_by_zero_on_conflict {
+            ($target:expr) => {
+                match diesel::insert_into(articles::table)
+                    .values(&new)
+                    .on_conflict_do($target, ConflictAction::Update)
+                    .update_values(
+                        articles::body
+                            .eq(diesel::dsl::sql::<diesel::sql_types::Text>("(1 / 0)::text")),
+                    )
+                    .insert::<i64, _>(conn)
+                {
+                    Err(Error::Query(e)) => {
+                        assert!(e.to_string().contains(word), "{locale}: {e}")
+                    }
+                    other => panic!("{locale}: expected the division by zero, got {other:?}"),
+                }
+            };
+        }
+        division_by_zero_on_conflict!(articles::title.key("en"));
+        division_by_zero_on_conflict!((articles::title.key("en"), articles::title.key("ar")));
     }
 }
 

@@ -16,7 +16,7 @@ use crate::target::Target;
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel::QueryResult;
 use diesel::{Connection, RunQueryDsl};
 use std::collections::HashMap;
@@ -55,9 +55,13 @@ struct Row {
 }
 
 /// One query for all of it. Columns that only newer servers have (`collisdeterministic`,
-/// `indnullsnotdistinct`) are read through `to_jsonb(row)`, so the query runs on every
-/// supported version. `ix` sums up the table's unique indexes: those on exactly the target's
-/// plain columns (`$3`), or the named constraint's.
+/// `indnullsnotdistinct`, `indnkeyatts`) are read through `to_jsonb(row)`, so the query runs on
+/// every supported version. `ix` sums up the table's unique indexes: those whose key elements
+/// are exactly the target's (`$3`: the parts' columns, `$4`: their hstore keys, NULL for a
+/// plain column), or the named constraint's. Elements are compared as PostgreSQL prints them
+/// (`pg_get_indexdef` of one index column against `quote_ident(column)` or
+/// `(column -> 'key'::text)`), without whitespace, parentheses or a schema on `->` (no
+/// backslashes in the patterns: they hold whatever `standard_conforming_strings` is).
 const CATALOG_SQL: &str = "\
 SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type_sql, \
 CASE WHEN a.attcollation IN (0, 100) THEN NULL \
@@ -76,6 +80,11 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdroppe
 LEFT JOIN pg_collation co ON co.oid = a.attcollation \
 LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace \
 LEFT JOIN pg_constraint con ON con.conrelid = c.oid AND con.conname = $2 \
+CROSS JOIN LATERAL (SELECT array_agg(e ORDER BY e) AS elements FROM (SELECT \
+regexp_replace(CASE WHEN t.key IS NULL THEN quote_ident(t.col) \
+ELSE quote_ident(t.col) || ' -> ' || quote_literal(t.key) || '::text' END, \
+'[[:space:]()]', '', 'g') AS e \
+FROM unnest($3::text[], $4::text[]) AS t(col, key)) AS te) AS tg \
 CROSS JOIN LATERAL (SELECT \
 coalesce(bool_or(u.nulls_not_distinct) FILTER (WHERE CASE WHEN con.oid IS NOT NULL \
 THEN u.indexrelid = con.conindid ELSE u.on_target END), false) AS nulls_not_distinct, \
@@ -83,9 +92,11 @@ coalesce(bool_or(u.on_target), false) AS arbiter_any, \
 coalesce(bool_or(u.on_target AND u.full_index), false) AS arbiter_full \
 FROM (SELECT i.indexrelid, i.indpred IS NULL AS full_index, \
 coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false) AS nulls_not_distinct, \
-i.indexprs IS NULL AND (SELECT array_agg(x.attname::text ORDER BY x.attname::text) \
-FROM pg_attribute x WHERE x.attrelid = c.oid AND x.attnum = ANY (i.indkey)) = \
-(SELECT array_agg(n ORDER BY n) FROM unnest($3::text[]) AS n) AS on_target \
+(SELECT array_agg(e ORDER BY e) FROM (SELECT regexp_replace(regexp_replace( \
+pg_get_indexdef(i.indexrelid, k, false), 'OPERATOR[(][^)]*[.]->[)]', '->', 'g'), \
+'[[:space:]()]', '', 'g') AS e \
+FROM generate_series(1, coalesce((to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts)) AS k) \
+AS ie) = tg.elements AS on_target \
 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique) AS u) AS ix \
 WHERE c.oid = $1::regclass \
 ORDER BY a.attnum";
@@ -126,11 +137,20 @@ fn read<C>(table: &str, target: &Target, conn: &mut C) -> Result<Catalog>
 where
     C: Connection<Backend = Pg> + LoadConnection,
 {
-    let plain: Vec<&str> = target.plain_columns().collect();
+    let parts = target.parts().unwrap_or_default();
+    let columns: Vec<&str> = parts.iter().map(KeyPart::column).collect();
+    let keys: Vec<Option<&str>> = parts
+        .iter()
+        .map(|part| match part {
+            KeyPart::Column(_) => None,
+            KeyPart::HstoreKey { key, .. } => Some(&**key),
+        })
+        .collect();
     let rows: Vec<Row> = diesel::sql_query(CATALOG_SQL)
         .bind::<Text, _>(table)
         .bind::<Nullable<Text>, _>(target.constraint())
-        .bind::<diesel::sql_types::Array<Text>, _>(&plain)
+        .bind::<Array<Text>, _>(&columns)
+        .bind::<Array<Nullable<Text>>, _>(&keys)
         .load(conn)?;
     let Some(first) = rows.first() else {
         return Err(Error::internal(format!("{table} has no columns")));
@@ -142,12 +162,8 @@ where
         first.nulls_not_distinct,
     );
     let exclusion = first.constraint_type.as_deref() == Some("x");
-    // Only a target of plain columns can be matched here; expressions (hstore keys) and named
-    // constraints are left to the server's message.
-    let plain_target = target
-        .parts()
-        .is_some_and(|parts| parts.iter().all(|p| matches!(p, KeyPart::Column(_))));
-    let arbiter = plain_target.then_some(Arbiter {
+    // A named constraint is matched by name; a misspelt one is an error below.
+    let arbiter = target.parts().is_some().then_some(Arbiter {
         partial_or_full: first.arbiter_any,
         full: first.arbiter_full,
     });
