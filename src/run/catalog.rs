@@ -203,12 +203,11 @@ where
 /// Turns PostgreSQL's "no unique or exclusion constraint matching the ON CONFLICT
 /// specification" (42P10) into [`Error::NoMatchingUniqueIndex`] with a hint.
 ///
-/// Diesel does not expose the SQLSTATE. Whatever the server's language, a target of plain
-/// columns is recognized by the catalog read before the statement: PostgreSQL rejects every
+/// Diesel does not expose the SQLSTATE. Whatever the server's language, a target of columns and
+/// hstore keys is recognized by the catalog read before the statement: PostgreSQL rejects every
 /// statement whose target no unique index matches, so a database error on such a target means
-/// 42P10 (an index predicate is taken to match any partial index on the columns). Other targets
-/// (hstore keys, expressions) are recognized by PostgreSQL's English message; with localized
-/// messages their error stays an [`Error::Query`].
+/// 42P10 (an index predicate is taken to match any partial index on the columns). PostgreSQL's
+/// English message is recognized too, for whatever the catalog cannot tell.
 pub(crate) fn classify_error<S: UpsertStatement>(
     statement: &S,
     catalog: &Catalog,
