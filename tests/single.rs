@@ -3,7 +3,7 @@
 use crate::harness::models::*;
 use crate::harness::schema::*;
 use crate::harness::{connection, pool, test_connection, unique_key};
-use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::debug_query;
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -795,6 +795,54 @@ fn every_target_kind_works_ten_times_on_one_connection() {
 }
 
 // ---------------------------------------------------------------- errors
+
+diesel::table! {
+    /// Created by the test that needs it: unique on `k`, with `v` as an INCLUDE column.
+    covering_items (id) {
+        id -> Int8,
+        k -> Text,
+        v -> Int4,
+    }
+}
+
+#[test]
+fn include_columns_of_a_unique_index_are_not_part_of_its_key() {
+    let conn = &mut test_connection();
+    conn.batch_execute(
+        "CREATE TABLE covering_items (id BIGSERIAL PRIMARY KEY, k TEXT NOT NULL, v INT4 NOT NULL); \
+         CREATE UNIQUE INDEX ON covering_items (k) INCLUDE (v); \
+         INSERT INTO covering_items (k, v) VALUES ('a', 1)",
+    )
+    .unwrap();
+    // `k` is the index's whole key: the statement runs, and an error of its own (a division
+    // by zero in the update) is reported as what it is.
+    conn.batch_execute("SAVEPOINT before_division").unwrap();
+    let division = diesel::insert_into(covering_items::table)
+        .values((covering_items::k.eq("a"), covering_items::v.eq(2)))
+        .on_conflict_do(covering_items::k, ConflictAction::Update)
+        .update_values(
+            covering_items::v.eq(diesel::dsl::sql::<diesel::sql_types::Integer>("1 / 0")),
+        )
+        .insert::<i64, _>(conn);
+    assert!(
+        matches!(&division, Err(Error::Query(e)) if e.to_string().contains("division by zero")),
+        "{division:?}"
+    );
+    conn.batch_execute("ROLLBACK TO SAVEPOINT before_division")
+        .unwrap();
+    // `(k, v)` is not a key of any unique index.
+    let missing = diesel::insert_into(covering_items::table)
+        .values((covering_items::k.eq("a"), covering_items::v.eq(2)))
+        .on_conflict_do(
+            (covering_items::k, covering_items::v),
+            ConflictAction::Update,
+        )
+        .insert::<i64, _>(conn);
+    assert!(
+        matches!(missing, Err(Error::NoMatchingUniqueIndex { .. })),
+        "{missing:?}"
+    );
+}
 
 #[test]
 fn a_target_without_a_unique_index_is_a_typed_error_and_the_connection_stays_usable() {
