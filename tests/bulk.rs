@@ -255,7 +255,7 @@ fn rows_holding_sql_expressions_are_sent_as_a_values_list() {
 }
 
 #[test]
-fn kept_rows_come_back_from_the_upsert_statement_itself() {
+fn kept_rows_are_read_back_through_an_array_of_their_keys() {
     let conn = &mut test_connection();
     let p = unique_key("b-kept");
     let keys = [format!("{p}-a"), format!("{p}-b")];
@@ -277,9 +277,9 @@ fn kept_rows_come_back_from_the_upsert_statement_itself() {
     assert_eq!(
         statements_sent(&sent, "WITH"),
         [
-            r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM unnest($1, $2, $3, $4, $5) AS "__upsert_row"("sku", "name", "qty", "price_cents", "__upsert_ord")), "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT "sku", "name", "qty", "price_cents" FROM "__upsert_input" ON CONFLICT ("sku") DO NOTHING RETURNING "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", (xmax = 0) AS "__upsert_inserted", "products"."sku" AS "__upsert_k0") SELECT "__upsert_input"."__upsert_ord", "__upserted".* FROM (SELECT * FROM "__upserted" UNION ALL SELECT "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", NULL::boolean AS "__upsert_inserted", "products"."sku" AS "__upsert_k0" FROM "__upsert_input" JOIN "products" ON "__upsert_input"."__upsert_k0" = "products"."sku" WHERE NOT EXISTS (SELECT 1 FROM "__upserted" WHERE "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0")) AS "__upserted" LEFT JOIN "__upsert_input" ON "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0""#,
-        ],
-        "one statement: no read-back of the kept rows"
+            r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM unnest($1, $2, $3, $4, $5) AS "__upsert_row"("sku", "name", "qty", "price_cents", "__upsert_ord")), "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") SELECT "sku", "name", "qty", "price_cents" FROM "__upsert_input" ON CONFLICT ("sku") DO NOTHING RETURNING "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at", (xmax = 0) AS "__upsert_inserted", "products"."sku" AS "__upsert_k0") SELECT "__upsert_input"."__upsert_ord", "__upserted".* FROM "__upserted" LEFT JOIN "__upsert_input" ON "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0""#,
+            r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM unnest($1, $2) AS "__upsert_row"("sku", "__upsert_ord")) SELECT "__upsert_input"."__upsert_ord", "products"."id", "products"."sku", "products"."name", "products"."description", "products"."qty", "products"."price_cents", "products"."created_at", "products"."updated_at" FROM "__upsert_input" JOIN "products" ON "__upsert_input"."__upsert_k0" = "products"."sku""#
+        ]
     );
     assert!(products_with_prefix(conn, &p)
         .iter()
@@ -287,10 +287,10 @@ fn kept_rows_come_back_from_the_upsert_statement_itself() {
 }
 
 #[test]
-fn a_row_committed_after_the_statement_snapshot_is_read_back_by_its_key() {
+fn a_row_committed_while_do_nothing_waited_for_it_is_the_row_returned() {
     // Another transaction inserts the key and commits while the crate's `DO NOTHING` waits for
-    // it: the conflict is with a row the statement's snapshot does not see, so the statement
-    // cannot return it, and a second statement reads it.
+    // it: the conflict is with a row the upsert's snapshot does not see; the read-back, a
+    // statement of its own, returns it.
     let p = unique_key("b-late");
     let (late, fresh) = (format!("{p}-late"), format!("{p}-fresh"));
     let mut other = connection();
@@ -1089,8 +1089,8 @@ fn bulk_statements_are_prepared_once_per_shape_not_once_per_call() {
             Some(first) => assert_eq!(now, first, "round {round}"),
         }
     }
-    // Update and Nothing (which returns the rows it kept from the same statement).
-    assert_eq!(after_first_round, Some(before + 2));
+    // Update, Nothing and the read-back of the rows Nothing kept.
+    assert_eq!(after_first_round, Some(before + 3));
 }
 
 diesel::table! {

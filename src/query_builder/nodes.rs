@@ -19,7 +19,6 @@ use super::keys::{
 use super::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::schema::{Catalog, InsertedFlag};
-use crate::spec::ConflictAction;
 use diesel::backend::Backend;
 use diesel::expression::Expression;
 use diesel::pg::Pg;
@@ -220,12 +219,6 @@ impl<T, R> Query for GroupKeys<'_, T, R> {
 /// With `skip_unchanged` and rows sent as arrays, existing rows that already hold the new
 /// values are found first (`"__upsert_same"`, compared as record images: exactly what is
 /// stored) and returned as they are, without being written or locked.
-///
-/// With `ConflictAction::Nothing`, the rows the conflicts left in place come back from the same
-/// statement: each input row that wrote nothing, joined to the table on the statement's snapshot
-/// (`UNION ALL SELECT <selection>, NULL, <stored key> FROM "__upsert_input" JOIN "t" ON … WHERE
-/// NOT EXISTS (… "__upserted" …)`), their inserted flag NULL. A row that conflicted with one
-/// committed after the snapshot is not found and is read by a later statement.
 pub struct BulkUpsert<'q, S: UpsertStatement, Sel> {
     pub(crate) statement: &'q S,
     pub(crate) rows: BulkRows<'q, S::Table, S::Row>,
@@ -249,17 +242,23 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
             && matches!(self.rows, BulkRows::Arrays(_))
             && !key.catalog.before_triggers
             && self.flag != InsertedFlag::Unknown;
-        let kept_too = statement.action() == ConflictAction::Nothing
-            && !self.do_nothing
-            && !key.catalog.before_triggers
-            && self.flag != InsertedFlag::Unknown;
         out.push_sql("WITH ");
         self.rows.walk_input_cte(&columns, key, &mut out)?;
         if same_first {
             out.push_sql(", ");
             out.push_identifier(SAME)?;
-            out.push_sql(" AS (");
-            walk_stored_rows(statement, key, &self.selection, &mut out)?;
+            out.push_sql(" AS (SELECT ");
+            self.selection.walk_ast(out.reborrow())?;
+            out.push_sql(", NULL::boolean AS ");
+            out.push_identifier(INSERTED)?;
+            key.walk_stored_keys(statement, &mut out)?;
+            out.push_sql(" FROM ");
+            out.push_identifier(INPUT)?;
+            out.push_sql(" JOIN ");
+            statement.walk_table(&mut out)?;
+            out.push_sql(" ON ");
+            key.walk_match_table(statement, &mut out)?;
+            walk_and_predicate(statement.predicate(), &mut out);
             out.push_sql(" WHERE ");
             statement.walk_table_row(&set, &mut out)?;
             out.push_sql(" *= (ROW(");
@@ -308,16 +307,6 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
             out.push_sql(" UNION ALL SELECT * FROM ");
             out.push_identifier(SAME)?;
             out.push_sql(") AS ");
-        } else if kept_too {
-            out.push_sql("(SELECT * FROM ");
-            out.push_identifier(UPSERTED)?;
-            out.push_sql(" UNION ALL ");
-            walk_stored_rows(statement, key, &self.selection, &mut out)?;
-            out.push_sql(" WHERE NOT EXISTS (SELECT 1 FROM ");
-            out.push_identifier(UPSERTED)?;
-            out.push_sql(" WHERE ");
-            key.walk_match_named(UPSERTED, &mut out)?;
-            out.push_sql(")) AS ");
         }
         out.push_identifier(UPSERTED)?;
         out.push_sql(" LEFT JOIN ");
@@ -422,30 +411,6 @@ pub(super) fn walk_upserted_from<'b, S: UpsertStatement>(
         out.push_identifier(column)?;
     }
     out.push_sql(" FROM ");
-    Ok(())
-}
-
-/// `SELECT <selection>, NULL::boolean AS "__upsert_inserted", <stored key> FROM
-/// "__upsert_input" JOIN "t" ON <key match> [AND <predicate>]`: the stored rows of the input
-/// rows' keys, shaped like the rows `"__upserted"` returns.
-fn walk_stored_rows<'b, S: UpsertStatement, Sel: QueryFragment<Pg>>(
-    statement: &'b S,
-    key: &KeyShape<'_>,
-    selection: &'b Sel,
-    out: &mut AstPass<'_, 'b, Pg>,
-) -> QueryResult<()> {
-    out.push_sql("SELECT ");
-    selection.walk_ast(out.reborrow())?;
-    out.push_sql(", NULL::boolean AS ");
-    out.push_identifier(INSERTED)?;
-    key.walk_stored_keys(statement, out)?;
-    out.push_sql(" FROM ");
-    out.push_identifier(INPUT)?;
-    out.push_sql(" JOIN ");
-    statement.walk_table(out)?;
-    out.push_sql(" ON ");
-    key.walk_match_table(statement, out)?;
-    walk_and_predicate(statement.predicate(), out);
     Ok(())
 }
 
