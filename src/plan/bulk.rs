@@ -12,8 +12,10 @@
 //!    Rows neither written nor found were deleted in between and go into the next attempt.
 //! 3. **Insert** the rows whose key has a NULL (they never conflict), paired by order.
 
-use super::results::{group, rank_bytes, Groups, Results};
-use super::rows::{byte_keys, chunks, key_source, next_rows, Indexed};
+use super::results::{group, rank_bytes, ByteKeys, Groups, Results};
+#[cfg(test)]
+use super::rows::byte_keys;
+use super::rows::{chunks, key_source, next_rows, Indexed};
 use super::{not_found, Method, ATTEMPTS};
 use crate::error::{Error, Result};
 use crate::query_builder::arrays::ArraySource;
@@ -158,11 +160,24 @@ pub(crate) struct BulkPlan<'q, T, R, Out> {
 
 impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
     /// A plan for `rows` with the conflict key `key`, whose columns are `key_columns`.
+    #[cfg(test)]
     pub(crate) fn new(
         rows: &'q [R],
         key: &KeyShape<'_>,
         key_columns: &'q [&'static str],
         settings: Settings,
+    ) -> Result<Self> {
+        Self::with_byte_keys(rows, key, key_columns, settings, byte_keys(rows, key))
+    }
+
+    /// [`Self::new`] with the rows' [`byte_keys`], computed by the caller (`None`: PostgreSQL
+    /// must rank the keys).
+    pub(crate) fn with_byte_keys(
+        rows: &'q [R],
+        key: &KeyShape<'_>,
+        key_columns: &'q [&'static str],
+        settings: Settings,
+        byte_keys: Option<ByteKeys>,
     ) -> Result<Self> {
         let Settings {
             method,
@@ -200,7 +215,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
         };
         if rows.is_empty() {
             plan.phase = Phase::Done;
-        } else if let Some(keys) = byte_keys(rows, key) {
+        } else if let Some(keys) = byte_keys {
             let ranks = rank_bytes(&keys);
             drop(keys);
             plan.ranked_positions(ranks)?;
@@ -267,7 +282,9 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                 arrays: Some(arrays),
             }) if at == (self.generation, self.cursor) => BulkRows::Arrays(arrays),
             _ => {
-                let max_rows = if self.cursor == 0 {
+                // Keys alone encode quickly: only whole rows make a short first statement.
+                let whole_rows = matches!(source, ArraySource::Rows { .. });
+                let max_rows = if self.cursor == 0 && whole_rows {
                     FIRST_ARRAY_ROWS
                 } else {
                     ARRAY_ROWS

@@ -10,8 +10,8 @@ mod rows;
 mod single;
 
 pub(crate) use bulk::{BulkPlan, Settings, Step};
-pub(crate) use results::key_changed;
-pub(crate) use rows::fixed_binds;
+pub(crate) use results::{key_changed, ByteKeys};
+pub(crate) use rows::{byte_keys, fixed_binds};
 pub(crate) use single::{SinglePlan, SingleStep};
 
 use crate::error::{Error, Result};

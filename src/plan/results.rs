@@ -116,6 +116,18 @@ impl ByteKeys {
         }
     }
 
+    /// Appends the keys of the rows after this one's.
+    pub(crate) fn append(&mut self, other: ByteKeys) {
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.spans.extend(
+            other
+                .spans
+                .into_iter()
+                .map(|span| span.map(|r| r.start + offset..r.end + offset)),
+        );
+    }
+
     fn key(&self, row: usize) -> Option<&[u8]> {
         self.spans[row].clone().map(|range| &self.bytes[range])
     }
@@ -352,6 +364,22 @@ mod tests {
             keys.end(key.is_none());
         }
         assert_eq!(keys.bytes, b"bab");
+        let mut halves = ByteKeys::default();
+        let mut second = ByteKeys::default();
+        for key in [Some("b"), None] {
+            halves.start();
+            halves
+                .bytes
+                .extend_from_slice(key.unwrap_or("x").as_bytes());
+            halves.end(key.is_none());
+        }
+        for key in [Some("a"), Some("b")] {
+            second.start();
+            second.bytes.extend_from_slice(key.unwrap().as_bytes());
+            second.end(false);
+        }
+        halves.append(second);
+        assert_eq!(halves, keys, "appended halves are the whole");
         let mut ranks = rank_bytes(&keys);
         ranks.sort_unstable();
         assert_eq!(ranks, vec![(0, 2), (2, 1), (3, 2)]);

@@ -23,7 +23,7 @@ use std::marker::PhantomData;
 
 /// The most rows one array statement carries.
 pub(crate) const ARRAY_ROWS: usize = 20_000;
-/// The most rows the first array statement of a phase carries: its rows cannot be encoded
+/// The most whole rows the first array statement of a phase carries: they cannot be encoded
 /// while an earlier statement runs, so the server should get them soon.
 pub(crate) const FIRST_ARRAY_ROWS: usize = 2_000;
 /// The most bytes of values one array statement carries (a row is never split).

@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::plan::{
-    check_returnable, fixed_binds, inserted, BulkPlan, Method, Settings, SinglePlan, SingleStep,
-    Step,
+    byte_keys, check_returnable, fixed_binds, inserted, BulkPlan, ByteKeys, Method, Settings,
+    SinglePlan, SingleStep, Step,
 };
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
@@ -98,6 +98,33 @@ where
     })
 }
 
+/// The rows' byte keys ([`byte_keys`]; `None`: PostgreSQL ranks the keys), a large input's two
+/// halves read on two threads: nothing else runs yet, the server waits for the first statement.
+fn parallel_byte_keys<T, R>(rows: &[R], key: &KeyShape<'_>) -> Option<ByteKeys>
+where
+    R: RowValues<T> + Sync,
+{
+    const TWO_THREADS_FROM: usize = 10_000;
+    if rows.len() < TWO_THREADS_FROM {
+        return byte_keys(rows, key);
+    }
+    let (first, second) = rows.split_at(rows.len() / 2);
+    std::thread::scope(|scope| {
+        let other = std::thread::Builder::new()
+            .name("diesel-upsert keys".into())
+            .spawn_scoped(scope, || byte_keys(second, key));
+        let mut keys = byte_keys(first, key);
+        let rest = match other {
+            Ok(other) => other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => byte_keys(second, key),
+        };
+        keys.as_mut()?.append(rest?);
+        keys
+    })
+}
+
 /// A bulk call: one result per input row, in input order (the outcome only with `outcomes`).
 pub(crate) fn bulk<S, Sel, Out, C>(
     statement: &S,
@@ -138,7 +165,8 @@ where
         })?,
         rows_back: true,
     };
-    let mut plan = BulkPlan::new(rows, &key, &key_columns, settings)?;
+    let keys = parallel_byte_keys(rows, &key);
+    let mut plan = BulkPlan::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
     group(&mut plan, &key, conn)?;
     conn.transaction(|conn| {
         while let Some(step) = plan.next()? {
@@ -229,7 +257,8 @@ where
         })?,
         rows_back: false,
     };
-    let mut plan = BulkPlan::<_, _, ()>::new(rows, &key, &key_columns, settings)?;
+    let keys = parallel_byte_keys(rows, &key);
+    let mut plan = BulkPlan::<_, _, ()>::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
     group(&mut plan, &key, conn)?;
     conn.transaction(|conn| {
         while let Some(step) = plan.next()? {
