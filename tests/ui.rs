@@ -5,5 +5,5 @@
 #[test]
 fn a_terminal_on_the_wrong_kind_of_records_says_which_terminals_fit() {
     let cases = trybuild::TestCases::new();
-    cases.compile_fail("tests/ui/*.rs");
+    cases.compile_fail("../tests/ui/*.rs");
 }
