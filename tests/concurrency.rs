@@ -107,10 +107,14 @@ fn racing_insert_and_get_with_nothing_all_return_the_one_row() {
 
 #[test]
 fn overlapping_bulk_upserts_in_different_orders_do_not_deadlock() {
+    // 24 000 keys: three statements per call (2 000, 20 000, 2 000 rows), the later two encoded
+    // on the call's second thread while the earlier ones run.
+    const KEYS: usize = 24_000;
+    const ROUNDS: usize = 3;
     let pool = pool(4);
     let prefix = unique_key("overlap");
-    let keys: Arc<Vec<String>> = Arc::new((0..2000).map(|k| format!("{prefix}-{k:04}")).collect());
-    for round in 0..5 {
+    let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|k| format!("{prefix}-{k:05}")).collect());
+    for round in 0..ROUNDS {
         let barrier = Arc::new(Barrier::new(4));
         let handles: Vec<_> = (0..4)
             .map(|t| {
@@ -134,18 +138,22 @@ fn overlapping_bulk_upserts_in_different_orders_do_not_deadlock() {
             })
             .collect();
         for handle in handles {
-            assert_eq!(handle.join().unwrap().unwrap(), 2000, "round {round}");
+            assert_eq!(handle.join().unwrap().unwrap(), KEYS, "round {round}");
         }
     }
     let rows: Vec<Product> = products::table
         .filter(products::sku.like(format!("{prefix}-%")))
         .load(&mut connection())
         .unwrap();
-    assert_eq!(rows.len(), 2000);
+    assert_eq!(rows.len(), KEYS);
     for row in &rows {
         let writer = row.qty;
         assert!((0..4).contains(&writer));
-        assert_eq!(row.name, format!("writer {writer} round 4"), "{row:?}");
+        assert_eq!(
+            row.name,
+            format!("writer {writer} round {}", ROUNDS - 1),
+            "{row:?}"
+        );
     }
 }
 
