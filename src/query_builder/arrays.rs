@@ -166,7 +166,11 @@ impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
         let types = Encoder::<T, R>::new(self.source).types(self.first, lookup)?;
         for (i, metadata) in types.iter().enumerate() {
             let (oid, array_oid) = oids(metadata)?;
-            if array_oid == 0 || oid == RECORD_OID {
+            // OID 0 for both is a placeholder, not a type: diesel-async's first bind pass hands
+            // it out for types looked up by name and then patches the OIDs it finds in the
+            // metadata and in the bytes, the element type written below included.
+            let placeholder = oid == 0 && array_oid == 0;
+            if (array_oid == 0 && !placeholder) || oid == RECORD_OID {
                 return Err(DieselError::QueryBuilderError(
                     format!("type oid {oid} has no array type to send rows in").into(),
                 ));
@@ -315,5 +319,91 @@ impl<'k, T, R: RowValues<T>> Encoder<'k, T, R> {
             }
         }
         Ok(self.binds.binds.len() == self.width())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::Records;
+    use diesel::pg::PgMetadataLookup;
+    use diesel::prelude::*;
+
+    diesel::table! {
+        use diesel::sql_types::*;
+        use crate::sql_types::Hstore;
+        labels (id) {
+            id -> Int8,
+            name -> Text,
+            attrs -> Hstore,
+        }
+    }
+
+    #[derive(Insertable)]
+    #[diesel(table_name = labels)]
+    struct NewLabel {
+        name: &'static str,
+        attrs: crate::HstoreMap,
+    }
+
+    /// Hands out `(oid, array_oid)` for every type looked up by name.
+    struct Lookup(u32, u32);
+
+    impl PgMetadataLookup for Lookup {
+        fn lookup_type(&mut self, _: &str, _: Option<&str>) -> PgTypeMetadata {
+            PgTypeMetadata::new(self.0, self.1)
+        }
+    }
+
+    /// The parameter types and element types `retype` gives the arrays of two rows.
+    fn retyped(lookup: &mut Lookup) -> QueryResult<Vec<(u32, u32)>> {
+        let input = [("a", "x"), ("b", "y")].map(|(name, value)| NewLabel {
+            name,
+            attrs: [("k", Some(value))].into_iter().collect(),
+        });
+        let statement = diesel::insert_into(labels::table).values(&input);
+        let rows: Vec<_> = statement.records.rows().iter().enumerate().collect();
+        let arrays = ColumnArrays::build(&rows, ArraySource::Rows { columns: 2 }, Some(10))
+            .expect("plain rows");
+        let mut out = RawBytesBindCollector::<Pg>::new();
+        for array in &arrays.arrays {
+            out.binds.push(Some(array.clone()));
+            out.metadata.push(PgTypeMetadata::new(17, 1001));
+        }
+        arrays.retype(&mut out, 0, lookup)?;
+        Ok(out
+            .metadata
+            .iter()
+            .zip(&out.binds)
+            .map(|(metadata, bytes)| {
+                let bytes = bytes.as_deref().unwrap();
+                let element = u32::from_be_bytes(
+                    bytes[ELEMENT_TYPE_AT..ELEMENT_TYPE_AT + 4]
+                        .try_into()
+                        .unwrap(),
+                );
+                (metadata.oid().unwrap(), element)
+            })
+            .collect())
+    }
+
+    #[test]
+    fn arrays_get_their_types_from_the_lookup() {
+        // text[] of text; hstore's array type and hstore, as a connection looks them up.
+        assert_eq!(
+            retyped(&mut Lookup(16_385, 16_390)).unwrap(),
+            [(1009, 25), (16_390, 16_385)]
+        );
+    }
+
+    #[test]
+    fn a_placeholder_oid_is_kept_for_the_connection_to_patch() {
+        // diesel-async's first bind pass: OID 0 for types looked up by name.
+        assert_eq!(retyped(&mut Lookup(0, 0)).unwrap(), [(1009, 25), (0, 0)]);
+    }
+
+    #[test]
+    fn a_type_without_an_array_type_is_an_error() {
+        assert!(retyped(&mut Lookup(16_385, 0)).is_err());
     }
 }
