@@ -25,7 +25,7 @@ pub(crate) fn group(
     ranks: impl IntoIterator<Item = (usize, u64)>,
     policy: Option<DuplicateKeys>,
 ) -> Result<Groups> {
-    // Input positions and ranks as u32 (statements carry positions as int4): a tenth of the
+    // Input positions and ranks as u32 (statements carry positions as int4): a quarter of the
     // memory of `Option<usize>` on a million rows.
     const NONE: u32 = u32::MAX;
     let too_many = || Error::unsupported(format!("{len} rows in one call"));
