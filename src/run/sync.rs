@@ -71,6 +71,27 @@ where
     Ok(())
 }
 
+/// Runs `other` on a scoped second thread while `here` runs on this one: `here`'s result and
+/// `other`'s, `None` when no thread could be started (then `other` has not run). A panic on the
+/// second thread goes on here.
+fn alongside<A: Send, B>(
+    other: impl FnOnce() -> A + Send,
+    here: impl FnOnce() -> B,
+) -> (B, Option<A>) {
+    std::thread::scope(|scope| {
+        let other = std::thread::Builder::new()
+            .name("diesel-upsert".into())
+            .spawn_scoped(scope, other);
+        let here = here();
+        let other = other.ok().map(|other| {
+            other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (here, other)
+    })
+}
+
 /// Runs `send` (the statement [`BulkPlan::next`] just returned, on the connection) while the
 /// rows of the next statement are encoded on a second thread, so that the client's encoding
 /// hides behind the server's execution. Without a second thread (none could be started, or
@@ -83,19 +104,11 @@ where
     let Some(lookahead) = plan.lookahead() else {
         return send();
     };
-    std::thread::scope(|scope| {
-        let encoder = std::thread::Builder::new()
-            .name("diesel-upsert encoder".into())
-            .spawn_scoped(scope, move || lookahead.encode());
-        let sent = send();
-        if let Ok(encoder) = encoder {
-            match encoder.join() {
-                Ok(ahead) => plan.ahead(ahead),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        sent
-    })
+    let (sent, ahead) = alongside(move || lookahead.encode(), send);
+    if let Some(ahead) = ahead {
+        plan.ahead(ahead);
+    }
+    sent
 }
 
 /// The rows' byte keys ([`byte_keys`]; `None`: PostgreSQL ranks the keys), a large input's two
@@ -109,20 +122,10 @@ where
         return byte_keys(rows, key);
     }
     let (first, second) = rows.split_at(rows.len() / 2);
-    std::thread::scope(|scope| {
-        let other = std::thread::Builder::new()
-            .name("diesel-upsert keys".into())
-            .spawn_scoped(scope, || byte_keys(second, key));
-        let mut keys = byte_keys(first, key);
-        let rest = match other {
-            Ok(other) => other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Err(_) => byte_keys(second, key),
-        };
-        keys.as_mut()?.append(rest?);
-        keys
-    })
+    let (mut keys, rest) = alongside(|| byte_keys(second, key), || byte_keys(first, key));
+    let rest = rest.unwrap_or_else(|| byte_keys(second, key));
+    keys.as_mut()?.append(rest?);
+    keys
 }
 
 /// A bulk call: one result per input row, in input order (the outcome only with `outcomes`).
