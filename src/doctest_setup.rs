@@ -15,11 +15,17 @@
 // It mounts the test harness (tests/harness/) as `crate::harness` of the doctest and brings into
 // scope: `diesel::prelude::*`, the tables (`products`, `vendor_products`, `countries`, `tasks`,
 // `memberships`, `subscriptions`, `articles`), the models (`Product`, `NewProduct`, `TaskStatus`,
-// `Article`, `NewArticle`, ...) and `establish_connection()`. Every doctest process gets its own
+// `Article`, `NewArticle`, ...) and `establish_connection()`; with the `async` feature also
+// `establish_async_connection()`, run with `fn main() { harness::block_on(run()).unwrap() }`
+// and `async fn run()`. Every doctest process gets its own
 // migrated database, dropped when it exits.
 
 #[allow(dead_code, unused_imports)]
 mod harness {
+    #[cfg(feature = "async")]
+    pub mod async_db {
+        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harness/async_db.rs"));
+    }
     pub mod db {
         include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harness/db.rs"));
     }
@@ -30,6 +36,8 @@ mod harness {
         include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harness/schema.rs"));
     }
 
+    #[cfg(feature = "async")]
+    pub use async_db::*;
     pub use db::*;
     pub use models::*;
     pub use schema::{
@@ -51,4 +59,11 @@ use harness::schema::{
 #[allow(dead_code)]
 fn establish_connection() -> diesel::pg::PgConnection {
     harness::db::test_connection()
+}
+
+/// [`establish_connection`] on diesel-async.
+#[cfg(feature = "async")]
+#[allow(dead_code)]
+async fn establish_async_connection() -> diesel_async::AsyncPgConnection {
+    harness::async_db::async_test_connection().await
 }

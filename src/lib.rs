@@ -38,9 +38,9 @@
 //! - [`UpsertDsl::on_conflict_do`] starts the builder ([`OnConflictDo`]);
 //!   [`upsert`](UpsertDsl::upsert), [`upsert_and_get`](UpsertDsl::upsert_and_get) and
 //!   [`bulk_upsert`](UpsertDsl::bulk_upsert) are the psqlextra-style shorthands.
-//! - [`insert`](OnConflictDo::insert) returns the primary key and
-//!   [`insert_and_get`](OnConflictDo::insert_and_get) the row for every action, including `DO
-//!   NOTHING` on an existing row; [`insert_and_get_with_outcome`](OnConflictDo::insert_and_get_with_outcome)
+//! - [`insert`](RunUpsertDsl::insert) returns the primary key and
+//!   [`insert_and_get`](RunUpsertDsl::insert_and_get) the row for every action, including `DO
+//!   NOTHING` on an existing row; [`insert_and_get_with_outcome`](RunUpsertDsl::insert_and_get_with_outcome)
 //!   also says whether it was [`Outcome::Inserted`], [`Outcome::Updated`] or
 //!   [`Outcome::Unchanged`].
 //! - Conflict targets: columns, tuples, [`on_constraint`], partial indexes through
@@ -49,10 +49,10 @@
 //! - [`update_only`](OnConflictDo::update_only), [`update_values`](OnConflictDo::update_values),
 //!   [`update_condition`](OnConflictDo::update_condition) and
 //!   [`skip_unchanged`](OnConflictDo::skip_unchanged) refine the update.
-//! - Bulk terminals ([`bulk_insert`](OnConflictDo::bulk_insert),
-//!   [`bulk_insert_and_get`](OnConflictDo::bulk_insert_and_get),
-//!   [`bulk_insert_and_get_with_outcome`](OnConflictDo::bulk_insert_and_get_with_outcome), and
-//!   [`bulk_execute`](OnConflictDo::bulk_execute), which returns only a [`BulkSummary`]): one
+//! - Bulk terminals ([`bulk_insert`](RunUpsertDsl::bulk_insert),
+//!   [`bulk_insert_and_get`](RunUpsertDsl::bulk_insert_and_get),
+//!   [`bulk_insert_and_get_with_outcome`](RunUpsertDsl::bulk_insert_and_get_with_outcome), and
+//!   [`bulk_execute`](RunUpsertDsl::bulk_execute), which returns only a [`BulkSummary`]): one
 //!   result per input row in input order, paired by an ordinal PostgreSQL carries; column
 //!   consistency and duplicate keys (as the unique index compares them) checked before writing
 //!   ([`on_duplicate_keys`](OnConflictDo::on_duplicate_keys), [`DuplicateKeys`]); key-ordered,
@@ -74,6 +74,8 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "async")]
+pub mod asynchronous;
 mod error;
 pub mod hstore;
 mod literal;
@@ -96,7 +98,7 @@ pub use crate::rows::{BatchRows, Records, RowValues, SingleRow};
 pub use crate::run::returning::Returning;
 pub use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome};
 pub use crate::target::{ColumnSet, IntoConflictTarget, OnConstraint, TargetElement};
-pub use crate::upsert::{ModelSelection, PrimaryKey, UpsertDsl};
+pub use crate::upsert::{ModelSelection, PrimaryKey, RunUpsertDsl, UpsertDsl};
 
 /// A named unique or exclusion constraint as conflict target:
 /// `ON CONFLICT ON CONSTRAINT "name"`.
@@ -118,7 +120,7 @@ pub mod prelude {
     pub use crate::hstore::HstoreExpressionMethods;
     pub use crate::spec::{ConflictAction, Outcome};
     pub use crate::sql_types::Hstore;
-    pub use crate::upsert::UpsertDsl;
+    pub use crate::upsert::{RunUpsertDsl, UpsertDsl};
 }
 #[cfg(doctest)]
 mod doc_files;

@@ -132,17 +132,46 @@ pub fn retry<T, E>(policy: RetryPolicy, mut attempt: impl FnMut() -> Result<T, E
 where
     E: Into<Error>,
 {
-    let mut backoff = policy.initial_backoff;
-    let mut tries = 0;
+    let mut attempts = Attempts::new(policy);
     loop {
-        tries += 1;
         match attempt().map_err(Into::into) {
-            Err(error) if error.is_transient() && tries < policy.max_attempts.max(1) => {
-                std::thread::sleep(jitter(backoff));
-                backoff = (backoff * 2).min(policy.max_backoff);
-            }
-            result => return result,
+            Err(error) => match attempts.wait_after(&error) {
+                Some(wait) => std::thread::sleep(wait),
+                None => return Err(error),
+            },
+            done => return done,
         }
+    }
+}
+
+/// The attempts of one retry loop (of [`retry`] or its async twin): after each failed attempt,
+/// whether to run it again and how long to wait first.
+#[derive(Debug)]
+pub(crate) struct Attempts {
+    policy: RetryPolicy,
+    tries: u32,
+    backoff: Duration,
+}
+
+impl Attempts {
+    pub(crate) fn new(policy: RetryPolicy) -> Self {
+        Attempts {
+            policy,
+            tries: 1,
+            backoff: policy.initial_backoff,
+        }
+    }
+
+    /// The wait before the next attempt after an attempt failed with `error`; `None`: stop
+    /// (the error is not transient, or no attempt is left).
+    pub(crate) fn wait_after(&mut self, error: &Error) -> Option<Duration> {
+        if !error.is_transient() || self.tries >= self.policy.max_attempts.max(1) {
+            return None;
+        }
+        self.tries += 1;
+        let wait = jitter(self.backoff);
+        self.backoff = (self.backoff * 2).min(self.policy.max_backoff);
+        Some(wait)
     }
 }
 

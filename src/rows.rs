@@ -262,7 +262,7 @@ pub(crate) use all_tuples;
 all_tuples!(tuple_row_values);
 
 /// Renders the values of one row, separated by commas.
-pub(crate) struct ValuesOf<'a, R, T>(&'a R, PhantomData<T>);
+pub(crate) struct ValuesOf<'a, R, T>(&'a R, PhantomData<fn() -> T>);
 
 impl<'a, R, T> ValuesOf<'a, R, T> {
     pub(crate) fn new(row: &'a R) -> Self {
@@ -280,7 +280,7 @@ impl<R: RowValues<T>, T> QueryFragment<Pg> for ValuesOf<'_, R, T> {
 pub(crate) struct ValueOf<'a, R, T> {
     row: &'a R,
     column: &'a str,
-    _table: PhantomData<T>,
+    _table: PhantomData<fn() -> T>,
 }
 
 impl<'a, R, T> ValueOf<'a, R, T> {

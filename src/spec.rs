@@ -52,7 +52,7 @@ pub enum DuplicateKeys {
     KeepLast,
 }
 
-/// What a [`bulk_execute`](crate::OnConflictDo::bulk_execute) call did, counted per input row:
+/// What a [`bulk_execute`](crate::RunUpsertDsl::bulk_execute) call did, counted per input row:
 /// `inserted + updated + unchanged` is the number of input rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct BulkSummary {

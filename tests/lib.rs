@@ -1,6 +1,7 @@
 mod bulk;
 mod concurrency;
 mod docs_sql;
+mod drivers;
 mod harness;
 mod hstore;
 mod keys;

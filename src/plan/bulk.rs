@@ -154,7 +154,7 @@ pub(crate) struct BulkPlan<'q, T, R, Out> {
     locked: Vec<(i32, Out)>,
     attempt: usize,
     results: Results<Out>,
-    _table: std::marker::PhantomData<T>,
+    _table: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {

@@ -219,7 +219,7 @@ struct Encoder<'k, T, R> {
     types: Option<Vec<PgTypeMetadata>>,
     /// The binds of the last row encoded (reused from row to row).
     binds: RawBytesBindCollector<Pg>,
-    _row: PhantomData<(T, R)>,
+    _row: PhantomData<fn() -> (T, R)>,
 }
 
 impl<'k, T, R: RowValues<T>> Encoder<'k, T, R> {

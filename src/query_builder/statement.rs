@@ -20,7 +20,9 @@ use std::fmt;
 /// Configure it with [`index_predicate`](Self::index_predicate),
 /// [`update_only`](Self::update_only), [`update_values`](Self::update_values),
 /// [`update_condition`](Self::update_condition) and [`skip_unchanged`](Self::skip_unchanged),
-/// then run it with a terminal method (`insert`, `insert_and_get`, …). It is also a Diesel
+/// then run it with a terminal method of [`RunUpsertDsl`](crate::RunUpsertDsl) (`insert`,
+/// `insert_and_get`, …; with the `async` feature, the same names in
+/// `diesel_upsert::asynchronous::RunUpsertDsl`). It is also a Diesel
 /// query: `.execute(conn)` runs it without `RETURNING`, and `diesel::debug_query` shows its SQL.
 #[must_use = "an upsert runs only when a terminal method such as `insert` or `execute` is called"]
 pub struct OnConflictDo<T: Table, U, Op, V = NoUpdateValues, W = NoUpdateCondition> {
@@ -58,8 +60,13 @@ impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
 pub trait UpsertStatement {
     /// The table written to.
     type Table: Table;
+    /// The records (one row or a batch).
+    type Records: Records<Self::Table, Row = Self::Row>;
     /// One row of the records.
     type Row: RowValues<Self::Table>;
+
+    /// The table written to.
+    fn table(&self) -> &Self::Table;
 
     /// All rows, in input order.
     fn rows(&self) -> &[Self::Row];
@@ -154,7 +161,12 @@ where
     W: UpdateWhere,
 {
     type Table = T;
+    type Records = U;
     type Row = U::Row;
+
+    fn table(&self) -> &T {
+        &self.table
+    }
 
     fn rows(&self) -> &[Self::Row] {
         self.records.rows()

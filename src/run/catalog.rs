@@ -15,15 +15,16 @@ use crate::target::KeyPart;
 use crate::target::Target;
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::query_builder::{AstPass, BoxedSqlQuery, QueryFragment, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel::QueryResult;
 use diesel::{Connection, RunQueryDsl};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// One row of the catalog query: a column of the table, with the facts of the table repeated.
 #[derive(diesel::QueryableByName)]
-struct Row {
+pub(crate) struct Row {
     #[diesel(sql_type = Text)]
     name: String,
     #[diesel(sql_type = Text)]
@@ -115,43 +116,72 @@ pub(crate) fn lookup<C>(table: &str, target: &Target, conn: &mut C) -> Result<Ar
 where
     C: Connection<Backend = Pg> + LoadConnection,
 {
-    let cached = cache().lock().ok().and_then(|cache| {
-        let targets = cache.get(table)?;
-        let (_, found) = targets.iter().find(|(t, _)| t == target)?;
-        Some(found.clone())
-    });
-    if let Some(found) = cached {
+    if let Some(found) = cached(table, target) {
         return Ok(found);
     }
-    let catalog = Arc::new(read(table, target, conn)?);
-    if let Ok(mut cache) = cache().lock() {
-        cache
-            .entry(table.to_owned())
-            .or_default()
-            .push((target.clone(), catalog.clone()));
-    }
-    Ok(catalog)
+    let read = Read::new(table, target);
+    let rows = read.query().load(conn)?;
+    read.store(rows)
 }
 
-fn read<C>(table: &str, target: &Target, conn: &mut C) -> Result<Catalog>
-where
-    C: Connection<Backend = Pg> + LoadConnection,
-{
-    let parts = target.parts().unwrap_or_default();
-    let columns: Vec<&str> = parts.iter().map(KeyPart::column).collect();
-    let keys: Vec<Option<&str>> = parts
-        .iter()
-        .map(|part| match part {
-            KeyPart::Column(_) => None,
-            KeyPart::HstoreKey { key, .. } => Some(&**key),
-        })
-        .collect();
-    let rows: Vec<Row> = diesel::sql_query(CATALOG_SQL)
-        .bind::<Text, _>(table)
-        .bind::<Nullable<Text>, _>(target.constraint())
-        .bind::<Array<Text>, _>(&columns)
-        .bind::<Array<Nullable<Text>>, _>(&keys)
-        .load(conn)?;
+/// The cached facts for `table` and `target`, if they were read before.
+pub(crate) fn cached(table: &str, target: &Target) -> Option<Arc<Catalog>> {
+    let cache = cache().lock().ok()?;
+    let targets = cache.get(table)?;
+    let (_, found) = targets.iter().find(|(t, _)| t == target)?;
+    Some(found.clone())
+}
+
+/// A read of the catalog for a table and target that are not cached: the query to load (on
+/// either driver), then [`store`](Self::store) with its rows.
+pub(crate) struct Read<'a> {
+    table: &'a str,
+    target: &'a Target,
+    columns: Vec<&'a str>,
+    keys: Vec<Option<&'a str>>,
+}
+
+impl<'a> Read<'a> {
+    pub(crate) fn new(table: &'a str, target: &'a Target) -> Self {
+        let parts = target.parts().unwrap_or_default();
+        Read {
+            table,
+            target,
+            columns: parts.iter().map(KeyPart::column).collect(),
+            keys: parts
+                .iter()
+                .map(|part| match part {
+                    KeyPart::Column(_) => None,
+                    KeyPart::HstoreKey { key, .. } => Some(&**key),
+                })
+                .collect(),
+        }
+    }
+
+    /// The catalog query, its rows loaded as [`Row`].
+    pub(crate) fn query(&self) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
+        diesel::sql_query(CATALOG_SQL)
+            .into_boxed()
+            .bind::<Text, _>(self.table)
+            .bind::<Nullable<Text>, _>(self.target.constraint())
+            .bind::<Array<Text>, _>(&self.columns)
+            .bind::<Array<Nullable<Text>>, _>(&self.keys)
+    }
+
+    /// The facts the query's rows describe, cached for the process.
+    pub(crate) fn store(self, rows: Vec<Row>) -> Result<Arc<Catalog>> {
+        let catalog = Arc::new(facts(self.table, self.target, rows)?);
+        if let Ok(mut cache) = cache().lock() {
+            cache
+                .entry(self.table.to_owned())
+                .or_default()
+                .push((self.target.clone(), catalog.clone()));
+        }
+        Ok(catalog)
+    }
+}
+
+fn facts(table: &str, target: &Target, rows: Vec<Row>) -> Result<Catalog> {
     let Some(first) = rows.first() else {
         return Err(Error::internal(format!("{table} has no columns")));
     };

@@ -12,6 +12,10 @@ use diesel::query_dsl::{CompatibleType, RunQueryDsl};
 use diesel::result::OptionalExtension;
 use diesel::sql_types::{Integer, Nullable};
 use diesel::{Connection, QueryResult};
+#[cfg(feature = "async")]
+use diesel_async::AsyncConnection;
+#[cfg(feature = "async")]
+use std::future::Future;
 
 /// A selection (`M::as_select()`, the primary key) that the terminals can return as `Out`.
 ///
@@ -57,6 +61,58 @@ pub trait Load<Out>: Expression + QueryFragment<Pg> + Sized {
     where
         S: UpsertStatement,
         C: Connection<Backend = Pg> + LoadConnection;
+
+    /// [`load_single`](Self::load_single) on diesel-async.
+    #[cfg(feature = "async")]
+    fn load_single_async<'c, S, C>(
+        query: UpsertReturning<'c, S, (Self, Inserted)>,
+        conn: &'c mut C,
+    ) -> impl Future<Output = QueryResult<Vec<(Out, Option<bool>)>>> + Send + 'c
+    where
+        S: UpsertStatement + Sync,
+        S::Row: Sync,
+        Self: Send + 'c,
+        Out: Send,
+        C: AsyncConnection<Backend = Pg>;
+
+    /// [`load_existing`](Self::load_existing) on diesel-async.
+    #[cfg(feature = "async")]
+    fn load_existing_async<'c, S, C>(
+        query: FetchExisting<'c, S, Self>,
+        conn: &'c mut C,
+    ) -> impl Future<Output = QueryResult<Option<Out>>> + Send + 'c
+    where
+        S: UpsertStatement + Sync,
+        S::Row: Sync,
+        Self: Send + 'c,
+        Out: Send,
+        C: AsyncConnection<Backend = Pg>;
+
+    /// [`load_bulk`](Self::load_bulk) on diesel-async.
+    #[cfg(feature = "async")]
+    fn load_bulk_async<'c, S, C>(
+        query: BulkUpsert<'c, S, Self>,
+        conn: &'c mut C,
+    ) -> impl Future<Output = QueryResult<Vec<Written<Out>>>> + Send + 'c
+    where
+        S: UpsertStatement + Sync,
+        S::Row: Sync,
+        Self: Send + 'c,
+        Out: Send,
+        C: AsyncConnection<Backend = Pg>;
+
+    /// [`load_kept`](Self::load_kept) on diesel-async.
+    #[cfg(feature = "async")]
+    fn load_kept_async<'c, S, C>(
+        query: FetchKept<'c, S, Self>,
+        conn: &'c mut C,
+    ) -> impl Future<Output = QueryResult<Vec<(i32, Out)>>> + Send + 'c
+    where
+        S: UpsertStatement + Sync,
+        S::Row: Sync,
+        Self: Send + 'c,
+        Out: Send,
+        C: AsyncConnection<Backend = Pg>;
 }
 
 /// A row a bulk upsert wrote: its input position (NULL when its stored key matches no input
@@ -144,5 +200,67 @@ where
         C: Connection<Backend = Pg> + LoadConnection,
     {
         query.load(conn)
+    }
+
+    #[cfg(feature = "async")]
+    fn load_single_async<'c, S, C>(
+        query: UpsertReturning<'c, S, (Self, Inserted)>,
+        conn: &'c mut C,
+    ) -> impl Future<Output = QueryResult<Vec<(Out, Option<bool>)>>> + Send + 'c
+    where
+        S: UpsertStatement + Sync,
+        S::Row: Sync,
+        Self: Send + 'c,
+        Out: Send,
+        C: AsyncConnection<Backend = Pg>,
+    {
+        diesel_async::RunQueryDsl::load(query, conn)
+    }
+
+    #[cfg(feature = "async")]
+    async fn load_existing_async<'c, S, C>(
+        query: FetchExisting<'c, S, Self>,
+        conn: &'c mut C,
+    ) -> QueryResult<Option<Out>>
+    where
+        S: UpsertStatement + Sync,
+        S::Row: Sync,
+        Self: Send + 'c,
+        Out: Send,
+        C: AsyncConnection<Backend = Pg>,
+    {
+        diesel_async::RunQueryDsl::get_result(query, conn)
+            .await
+            .optional()
+    }
+
+    #[cfg(feature = "async")]
+    fn load_bulk_async<'c, S, C>(
+        query: BulkUpsert<'c, S, Self>,
+        conn: &'c mut C,
+    ) -> impl Future<Output = QueryResult<Vec<Written<Out>>>> + Send + 'c
+    where
+        S: UpsertStatement + Sync,
+        S::Row: Sync,
+        Self: Send + 'c,
+        Out: Send,
+        C: AsyncConnection<Backend = Pg>,
+    {
+        diesel_async::RunQueryDsl::load(query, conn)
+    }
+
+    #[cfg(feature = "async")]
+    fn load_kept_async<'c, S, C>(
+        query: FetchKept<'c, S, Self>,
+        conn: &'c mut C,
+    ) -> impl Future<Output = QueryResult<Vec<(i32, Out)>>> + Send + 'c
+    where
+        S: UpsertStatement + Sync,
+        S::Row: Sync,
+        Self: Send + 'c,
+        Out: Send,
+        C: AsyncConnection<Backend = Pg>,
+    {
+        diesel_async::RunQueryDsl::load(query, conn)
     }
 }

@@ -2,55 +2,32 @@
 //! node and handing back what it returned. Everything a call decides is in `plan`.
 
 use crate::error::{Error, Result};
-use crate::plan::{
-    byte_keys, check_returnable, fixed_binds, inserted, BulkPlan, ByteKeys, Method, Settings,
-    SinglePlan, SingleStep, Step,
-};
+use crate::plan::{byte_keys, inserted, BulkPlan, ByteKeys, SinglePlan, SingleStep, Step};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::{BulkUpsert, FetchKept, GroupKeys};
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
-use crate::query_builder::statement::{consistent_columns, UpsertStatement};
+use crate::query_builder::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
-use crate::schema::{Catalog, InsertedFlag};
-use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome};
+use crate::run::{bulk_columns, Prepared, SingleCall};
+use crate::spec::{BulkSummary, Outcome};
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
 use diesel::{Connection, RunQueryDsl};
-use std::sync::Arc;
 
-/// What every bulk call decides before its plan: the catalog facts, the columns every row
-/// supplies, what to do with rows sharing a key. `None` for empty input (nothing is sent).
-struct Prepared {
-    catalog: Arc<Catalog>,
-    columns: Vec<&'static str>,
-    policy: Option<DuplicateKeys>,
-}
-
+/// The bulk call's facts from the catalog, `None` for empty input (nothing is sent).
 fn prepare<S, C>(statement: &S, conn: &mut C) -> Result<Option<Prepared>>
 where
     S: UpsertStatement,
     C: Connection<Backend = Pg> + LoadConnection,
 {
-    let rows = statement.rows();
-    let columns = consistent_columns::<S::Table, S::Row>(rows.iter())?;
-    if rows.is_empty() {
+    let Some(columns) = bulk_columns(statement)? else {
         return Ok(None);
-    }
-    statement.check()?;
+    };
     let catalog = catalog::lookup(statement.table_sql(), statement.target(), conn)?;
-    check_returnable(statement, &catalog)?;
-    let policy = statement.duplicate_keys().or(match statement.action() {
-        ConflictAction::Nothing => Some(DuplicateKeys::KeepFirst),
-        ConflictAction::Update => None,
-    });
-    Ok(Some(Prepared {
-        catalog,
-        columns,
-        policy,
-    }))
+    Prepared::new(statement, catalog, columns).map(Some)
 }
 
 /// Ranks the keys on the server when the plan needs it, before the call's transaction starts:
@@ -142,38 +119,20 @@ where
     Out: Clone,
     C: Connection<Backend = Pg> + LoadConnection,
 {
-    let Some(Prepared {
-        catalog,
-        columns,
-        policy,
-    }) = prepare(statement, conn)?
-    else {
+    let Some(prepared) = prepare(statement, conn)? else {
         return Ok(Vec::new());
     };
+    let catalog = &prepared.catalog;
     let rows = statement.rows();
-    let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
+    let key = prepared.key(statement)?;
     let key_columns = key.columns();
-    let settings = Settings {
-        method: Method::choose(statement, &catalog, &columns, outcomes),
-        policy,
-        outcomes,
-        columns: columns.len(),
-        fixed: fixed_binds(rows, |rows| BulkUpsert {
-            statement,
-            rows,
-            key: &key,
-            selection: selection(),
-            flag: InsertedFlag::Xmax,
-            do_nothing: false,
-        })?,
-        rows_back: true,
-    };
+    let settings = prepared.rows_settings(statement, &key, selection(), outcomes)?;
     let keys = parallel_byte_keys(rows, &key);
     let mut plan = BulkPlan::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
     group(&mut plan, &key, conn)?;
     conn.transaction(|conn| {
         while let Some(step) = plan.next()? {
-            let classify = |e| classify_error(statement, &catalog, e);
+            let classify = |e| classify_error(statement, catalog, e);
             match step {
                 Step::Upsert {
                     rows,
@@ -226,40 +185,14 @@ where
     S::Row: Sync,
     C: Connection<Backend = Pg> + LoadConnection,
 {
-    let Some(Prepared {
-        catalog,
-        columns,
-        policy,
-    }) = prepare(statement, conn)?
-    else {
+    let Some(prepared) = prepare(statement, conn)? else {
         return Ok(BulkSummary::default());
     };
-    let method = Method::choose(statement, &catalog, &columns, true);
-    if method == Method::TwoPhases {
-        return Err(Error::unsupported(format!(
-            "on a partitioned table, PostgreSQL {} cannot count updated rows apart from inserted \
-             ones in one statement (PostgreSQL 18 can); use bulk_insert, which tells them apart \
-             row by row",
-            catalog.server_version / 10_000
-        )));
-    }
+    let catalog = &prepared.catalog;
+    let settings = prepared.count_settings(statement)?;
     let rows = statement.rows();
-    let key = KeyShape::new(catalog.key(statement.target(), &columns)?, &catalog)?;
+    let key = prepared.key(statement)?;
     let key_columns = key.columns();
-    let settings = Settings {
-        method,
-        policy,
-        outcomes: true,
-        columns: columns.len(),
-        fixed: fixed_binds(rows, |rows| BulkCount {
-            statement,
-            rows,
-            catalog: &catalog,
-            flag: InsertedFlag::Xmax,
-            do_nothing: false,
-        })?,
-        rows_back: false,
-    };
     let keys = parallel_byte_keys(rows, &key);
     let mut plan = BulkPlan::<_, _, ()>::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
     group(&mut plan, &key, conn)?;
@@ -271,21 +204,19 @@ where
             let query = BulkCount {
                 statement,
                 rows,
-                catalog: &catalog,
+                catalog,
                 flag,
                 do_nothing: false,
             };
             let counted = overlapped(&mut plan, || query.get_result(conn));
-            plan.counted(counted.map_err(|e| classify_error(statement, &catalog, e))?)?;
+            plan.counted(counted.map_err(|e| classify_error(statement, catalog, e))?)?;
         }
         plan.finish_counts()
     })
 }
 
-/// A single-row call: the row and, when asked for (`outcomes`), its outcome. With an update
-/// condition, or the two-phase method, the statements share a transaction: `DO UPDATE … WHERE`
-/// locks the conflicting row even when the condition is false, so the row read back is exactly
-/// the one the condition saw.
+/// A single-row call: the row and, when asked for (`outcomes`), its outcome (in a transaction
+/// when [`SingleCall`] says so).
 pub(crate) fn single<S, Sel, Out, C>(
     statement: &S,
     conn: &mut C,
@@ -300,14 +231,11 @@ where
     // Reject a target that cannot be written before Diesel starts the query (and reports it to
     // instrumentation).
     statement.check()?;
-    let catalog = catalog::lookup(statement.table_sql(), statement.target(), conn)?;
-    check_returnable(statement, &catalog)?;
+    let catalog = &*catalog::lookup(statement.table_sql(), statement.target(), conn)?;
+    let call = SingleCall::new(statement, catalog, outcomes)?;
     let row = &statement.rows()[0];
-    let mut supplied = Vec::new();
-    row.supplied_columns(&mut supplied);
-    let method = Method::choose(statement, &catalog, &supplied, outcomes);
     let flow = |conn: &mut C| {
-        let mut plan = SinglePlan::new(method, catalog.before_triggers);
+        let mut plan = SinglePlan::new(call.method, catalog.before_triggers);
         while let Some(step) = plan.next() {
             match step {
                 SingleStep::Upsert { flag, do_nothing } => {
@@ -318,13 +246,14 @@ where
                         do_nothing,
                     };
                     let mut rows = Sel::load_single(query, conn)
-                        .map_err(|e| classify_error(statement, &catalog, e))?;
+                        .map_err(|e| classify_error(statement, catalog, e))?;
                     plan.upserted(rows.pop());
                 }
                 SingleStep::Fetch { lock } => {
                     // Needed only to read a row back: a named constraint's columns must then
                     // be supplied by the insert.
-                    let key = KeyShape::new(catalog.key(statement.target(), &supplied)?, &catalog)?;
+                    let key =
+                        KeyShape::new(catalog.key(statement.target(), &call.supplied)?, catalog)?;
                     let query = FetchExisting {
                         statement,
                         row,
@@ -338,7 +267,7 @@ where
         }
         plan.finish()
     };
-    if statement.has_condition() || method == Method::TwoPhases {
+    if call.in_transaction {
         conn.transaction(flow)
     } else {
         flow(conn)

@@ -11,7 +11,7 @@ use crate::query_builder::update::{
 use crate::rows::{BatchRows, Records, SingleRow};
 use crate::run::returning::Returning;
 use crate::spec::{ConflictAction, DuplicateKeys};
-use crate::target::{ColumnSet, IntoConflictTarget};
+use crate::target::{ColumnSet, IntoConflictTarget, Target};
 use diesel::connection::LoadConnection;
 use diesel::expression::{AppearsOnTable, Expression};
 use diesel::pg::Pg;
@@ -73,7 +73,7 @@ pub trait UpsertDsl: Sized {
         X: IntoConflictTarget<Self::Table, M>,
         Self::Records: SingleRow<Self::Table>,
         OnConflictDo<Self::Table, Self::Records, Self::Operator>:
-            UpsertStatement<Table = Self::Table>,
+            UpsertStatement<Table = Self::Table, Records = Self::Records>,
         C: Connection<Backend = Pg> + LoadConnection,
         PrimaryKey<Self::Table>: Returning<Pk>,
     {
@@ -88,7 +88,7 @@ pub trait UpsertDsl: Sized {
         X: IntoConflictTarget<Self::Table, MX>,
         Self::Records: SingleRow<Self::Table>,
         OnConflictDo<Self::Table, Self::Records, Self::Operator>:
-            UpsertStatement<Table = Self::Table>,
+            UpsertStatement<Table = Self::Table, Records = Self::Records>,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
@@ -121,7 +121,7 @@ pub trait UpsertDsl: Sized {
         X: IntoConflictTarget<Self::Table, MX>,
         Self::Records: BatchRows<Self::Table>,
         OnConflictDo<Self::Table, Self::Records, Self::Operator>:
-            UpsertStatement<Table = Self::Table>,
+            UpsertStatement<Table = Self::Table, Records = Self::Records>,
         <OnConflictDo<Self::Table, Self::Records, Self::Operator> as UpsertStatement>::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg> + Clone,
@@ -150,13 +150,29 @@ where
     where
         X: IntoConflictTarget<T, M>,
     {
-        let names = literal::table_names_of(&self.target);
+        OnConflictDo::new(self, target.into_target(), action)
+    }
+}
+
+impl<T, U, Op> OnConflictDo<T, U, Op>
+where
+    T: Table + 'static,
+    T::FromClause: QueryFragment<Pg>,
+    T::PrimaryKey: QueryFragment<Pg>,
+{
+    /// The builder `on_conflict_do` starts, of either driver's `UpsertDsl`.
+    pub(crate) fn new(
+        insert: InsertStatement<T, U, Op>,
+        target: Target,
+        action: ConflictAction,
+    ) -> Self {
+        let names = literal::table_names_of(&insert.target);
         OnConflictDo {
-            from: self.target.from_clause(),
-            table: self.target,
-            operator: self.operator,
-            records: self.records,
-            target: target.into_target(),
+            from: insert.target.from_clause(),
+            table: insert.target,
+            operator: insert.operator,
+            records: insert.records,
+            target,
             action,
             names,
             predicate: None,
@@ -423,3 +439,5 @@ where
 }
 
 mod terminals;
+
+pub use terminals::RunUpsertDsl;

@@ -1,8 +1,9 @@
-//! The terminals of the builder: each hands the call to the synchronous driver.
+//! [`RunUpsertDsl`]: the terminals of the builder on a synchronous connection; each hands the
+//! call to the synchronous driver.
 
 use super::{ModelSelection, PrimaryKey};
 use crate::error::{Error, Result};
-use crate::query_builder::statement::{OnConflictDo, UpsertStatement};
+use crate::query_builder::statement::UpsertStatement;
 use crate::rows::{BatchRows, SingleRow};
 use crate::run::returning::Returning;
 use crate::spec::{BulkSummary, Outcome};
@@ -11,11 +12,14 @@ use diesel::pg::Pg;
 use diesel::{Connection, Table};
 use diesel::{Selectable, SelectableHelper};
 
-impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
-where
-    T: Table,
-    Self: UpsertStatement<Table = T>,
-{
+/// The terminals of [`OnConflictDo`](crate::OnConflictDo) on a synchronous
+/// `diesel::Connection` (`PgConnection`, r2d2's pooled connections): each runs the upsert and
+/// returns what it names. In the prelude.
+///
+/// With the `async` feature, `diesel_upsert::asynchronous::RunUpsertDsl` has the same methods
+/// on diesel-async's connections, returning futures: import one or the other, the way
+/// `diesel::RunQueryDsl` and `diesel_async::RunQueryDsl` are imported.
+pub trait RunUpsertDsl: UpsertStatement + Sized {
     /// Runs the upsert and returns the primary key of the inserted, updated or existing row.
     ///
     /// ```rust
@@ -38,13 +42,14 @@ where
     /// # Ok(())
     /// # }
     /// ```
-    pub fn insert<Pk, C>(self, conn: &mut C) -> Result<Pk>
+    fn insert<Pk, C>(self, conn: &mut C) -> Result<Pk>
     where
-        U: SingleRow<T>,
+        Self::Records: SingleRow<Self::Table>,
         C: Connection<Backend = Pg> + LoadConnection,
-        PrimaryKey<T>: Returning<Pk>,
+        PrimaryKey<Self::Table>: Returning<Pk>,
     {
-        crate::run::sync::single(&self, conn, || self.table.primary_key(), false).map(|(pk, _)| pk)
+        crate::run::sync::single(&self, conn, || self.table().primary_key(), false)
+            .map(|(pk, _)| pk)
     }
 
     /// Runs the upsert and returns the inserted, updated or existing row as `M` (any
@@ -70,9 +75,9 @@ where
     /// # Ok(())
     /// # }
     /// ```
-    pub fn insert_and_get<M, C>(self, conn: &mut C) -> Result<M>
+    fn insert_and_get<M, C>(self, conn: &mut C) -> Result<M>
     where
-        U: SingleRow<T>,
+        Self::Records: SingleRow<Self::Table>,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
@@ -101,9 +106,9 @@ where
     /// # Ok(())
     /// # }
     /// ```
-    pub fn insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<(M, Outcome)>
+    fn insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<(M, Outcome)>
     where
-        U: SingleRow<T>,
+        Self::Records: SingleRow<Self::Table>,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg>,
         ModelSelection<M>: Returning<M>,
@@ -111,13 +116,7 @@ where
         let (model, outcome) = crate::run::sync::single(&self, conn, M::as_select, true)?;
         Ok((model, outcome.ok_or_else(|| Error::internal("no outcome"))?))
     }
-}
 
-impl<T, U, Op, V, W> OnConflictDo<T, U, Op, V, W>
-where
-    T: Table,
-    Self: UpsertStatement<Table = T>,
-{
     /// Runs a bulk upsert and returns the primary key of each input row's row, in input order.
     ///
     /// See [`bulk_insert_and_get_with_outcome`](Self::bulk_insert_and_get_with_outcome).
@@ -143,15 +142,15 @@ where
     /// # Ok(())
     /// # }
     /// ```
-    pub fn bulk_insert<Pk, C>(self, conn: &mut C) -> Result<Vec<Pk>>
+    fn bulk_insert<Pk, C>(self, conn: &mut C) -> Result<Vec<Pk>>
     where
-        U: BatchRows<T>,
-        <Self as UpsertStatement>::Row: Sync,
+        Self::Records: BatchRows<Self::Table>,
+        Self::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
-        PrimaryKey<T>: Returning<Pk>,
+        PrimaryKey<Self::Table>: Returning<Pk>,
         Pk: Clone,
     {
-        let rows = crate::run::sync::bulk(&self, conn, || self.table.primary_key(), false)?;
+        let rows = crate::run::sync::bulk(&self, conn, || self.table().primary_key(), false)?;
         Ok(rows.into_iter().map(|(pk, _)| pk).collect())
     }
 
@@ -175,10 +174,10 @@ where
     /// # Ok(())
     /// # }
     /// ```
-    pub fn bulk_insert_and_get<M, C>(self, conn: &mut C) -> Result<Vec<M>>
+    fn bulk_insert_and_get<M, C>(self, conn: &mut C) -> Result<Vec<M>>
     where
-        U: BatchRows<T>,
-        <Self as UpsertStatement>::Row: Sync,
+        Self::Records: BatchRows<Self::Table>,
+        Self::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
@@ -192,7 +191,7 @@ where
     ///
     /// The same checks, key order, chunks and single transaction as the other bulk terminals
     /// (duplicates are [`Error::DuplicateConflictKey`] for `ConflictAction::Update` unless
-    /// [`on_duplicate_keys`](Self::on_duplicate_keys) chose a policy); each statement returns
+    /// [`on_duplicate_keys`](crate::OnConflictDo::on_duplicate_keys) chose a policy); each statement returns
     /// two counts instead of rows, and rows a conflict left in place are not read back. A row
     /// that was not sent (it shares its key with one that was) counts as unchanged.
     ///
@@ -225,10 +224,10 @@ where
     /// # Ok(())
     /// # }
     /// ```
-    pub fn bulk_execute<C>(self, conn: &mut C) -> Result<BulkSummary>
+    fn bulk_execute<C>(self, conn: &mut C) -> Result<BulkSummary>
     where
-        U: BatchRows<T>,
-        <Self as UpsertStatement>::Row: Sync,
+        Self::Records: BatchRows<Self::Table>,
+        Self::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
     {
         crate::run::sync::bulk_execute(&self, conn)
@@ -240,7 +239,7 @@ where
     /// - Every row must supply the same columns: otherwise [`Error::InconsistentColumns`].
     /// - Rows sharing a conflict key — as the unique index compares keys: citext `'a'` and
     ///   `'A'`, numeric `1.0` and `1.00` are one key — are [`Error::DuplicateConflictKey`] for
-    ///   `ConflictAction::Update` unless [`on_duplicate_keys`](Self::on_duplicate_keys) chose a
+    ///   `ConflictAction::Update` unless [`on_duplicate_keys`](crate::OnConflictDo::on_duplicate_keys) chose a
     ///   policy; the first row wins for `ConflictAction::Nothing`. A row that was not sent gets
     ///   the row its key ended as, with [`Outcome::Unchanged`].
     /// - Rows are sent sorted by conflict key (concurrent calls lock rows in the same order),
@@ -271,10 +270,10 @@ where
     /// # Ok(())
     /// # }
     /// ```
-    pub fn bulk_insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<Vec<(M, Outcome)>>
+    fn bulk_insert_and_get_with_outcome<M, C>(self, conn: &mut C) -> Result<Vec<(M, Outcome)>>
     where
-        U: BatchRows<T>,
-        <Self as UpsertStatement>::Row: Sync,
+        Self::Records: BatchRows<Self::Table>,
+        Self::Row: Sync,
         C: Connection<Backend = Pg> + LoadConnection,
         M: Selectable<Pg> + Clone,
         ModelSelection<M>: Returning<M>,
@@ -287,3 +286,5 @@ where
             .collect()
     }
 }
+
+impl<S: UpsertStatement> RunUpsertDsl for S {}

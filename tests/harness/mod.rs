@@ -20,10 +20,15 @@
 //! (`.values(&rows[..])`) or a `Vec` instead.
 #![allow(dead_code)]
 
+#[cfg(feature = "async")]
+pub mod async_db;
 pub mod db;
 pub mod models;
 pub mod schema;
 
+#[cfg(feature = "async")]
+#[allow(unused_imports)]
+pub use async_db::*;
 #[allow(unused_imports)]
 pub use db::*;
 #[allow(unused_imports)]

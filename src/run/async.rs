@@ -1,0 +1,226 @@
+//! The asynchronous driver (feature `async`): walks the same plans as `run::sync`, sending the
+//! same query nodes through diesel-async's `AsyncConnection` (`AsyncPgConnection` and the
+//! connections of its deadpool and bb8 pools). It differs from the synchronous driver only in
+//! waiting for the server with `.await`, and in encoding each statement's rows when the
+//! statement is sent: the rows of the next statement are not encoded on a second thread
+//! meanwhile, since a scoped thread cannot outlive an `.await`.
+
+use crate::error::{Error, Result};
+use crate::plan::{byte_keys, inserted, BulkPlan, SinglePlan, SingleStep, Step};
+use crate::query_builder::count::BulkCount;
+use crate::query_builder::keys::KeyShape;
+use crate::query_builder::nodes::{BulkUpsert, FetchKept, GroupKeys};
+use crate::query_builder::single::{FetchExisting, UpsertReturning};
+use crate::query_builder::statement::UpsertStatement;
+use crate::run::catalog::{self, classify_error};
+use crate::run::returning::Returning;
+use crate::run::{bulk_columns, Prepared, SingleCall};
+use crate::schema::Catalog;
+use crate::spec::{BulkSummary, Outcome};
+use crate::target::Target;
+use diesel::pg::Pg;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use std::sync::Arc;
+
+/// [`catalog::lookup`] on diesel-async: the same query, the same cache.
+async fn lookup<C>(table: &str, target: &Target, conn: &mut C) -> Result<Arc<Catalog>>
+where
+    C: AsyncConnection<Backend = Pg>,
+{
+    if let Some(found) = catalog::cached(table, target) {
+        return Ok(found);
+    }
+    let read = catalog::Read::new(table, target);
+    let rows = read.query().load(conn).await?;
+    read.store(rows)
+}
+
+/// The bulk call's facts from the catalog, `None` for empty input (nothing is sent).
+async fn prepare<S, C>(statement: &S, conn: &mut C) -> Result<Option<Prepared>>
+where
+    S: UpsertStatement,
+    C: AsyncConnection<Backend = Pg>,
+{
+    let Some(columns) = bulk_columns(statement)? else {
+        return Ok(None);
+    };
+    let catalog = lookup(statement.table_sql(), statement.target(), conn).await?;
+    Prepared::new(statement, catalog, columns).map(Some)
+}
+
+/// A bulk call: one result per input row, in input order (the outcome only with `outcomes`).
+pub(crate) async fn bulk<S, Sel, Out, C>(
+    statement: &S,
+    conn: &mut C,
+    selection: impl Fn() -> Sel + Send + Sync,
+    outcomes: bool,
+) -> Result<Vec<(Out, Option<Outcome>)>>
+where
+    S: UpsertStatement + Sync,
+    S::Row: Sync,
+    Sel: Returning<Out> + Send,
+    Out: Clone + Send,
+    C: AsyncConnection<Backend = Pg>,
+{
+    let Some(prepared) = prepare(statement, conn).await? else {
+        return Ok(Vec::new());
+    };
+    let catalog = &*prepared.catalog;
+    let rows = statement.rows();
+    let key = prepared.key(statement)?;
+    let key_columns = key.columns();
+    let settings = prepared.rows_settings(statement, &key, selection(), outcomes)?;
+    let keys = byte_keys(rows, &key);
+    let mut plan = BulkPlan::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
+    if let Some(rows) = plan.grouping()? {
+        let ranks = GroupKeys { rows, key: &key }.load(conn).await?;
+        plan.ranked(ranks)?;
+    }
+    let (key, selection) = (&key, &selection);
+    conn.transaction(async move |conn| {
+        while let Some(step) = plan.next()? {
+            let classify = |e| classify_error(statement, catalog, e);
+            match step {
+                Step::Upsert {
+                    rows,
+                    flag,
+                    do_nothing,
+                } => {
+                    let query = BulkUpsert {
+                        statement,
+                        rows,
+                        key,
+                        selection: selection(),
+                        flag,
+                        do_nothing,
+                    };
+                    let written = Sel::load_bulk_async(query, conn).await;
+                    plan.written(written.map_err(classify)?)?
+                }
+                Step::Fetch { rows, lock } => {
+                    let query = FetchKept {
+                        statement,
+                        rows,
+                        key,
+                        selection: selection(),
+                        lock,
+                    };
+                    plan.fetched(Sel::load_kept_async(query, conn).await?)?
+                }
+                Step::Insert { rows, flag } => {
+                    let query = UpsertReturning {
+                        statement,
+                        rows,
+                        returning: (selection(), inserted(statement, flag)),
+                        do_nothing: false,
+                    };
+                    let inserted = Sel::load_single_async(query, conn).await;
+                    plan.inserted(inserted.map_err(classify)?)?
+                }
+                Step::Count { .. } => return Err(Error::internal("a count in a call with rows")),
+            }
+        }
+        plan.finish()
+    })
+    .await
+}
+
+/// A bulk call that returns no rows, only how many input rows it inserted, updated and left
+/// unchanged.
+pub(crate) async fn bulk_execute<S, C>(statement: &S, conn: &mut C) -> Result<BulkSummary>
+where
+    S: UpsertStatement + Sync,
+    S::Row: Sync,
+    C: AsyncConnection<Backend = Pg>,
+{
+    let Some(prepared) = prepare(statement, conn).await? else {
+        return Ok(BulkSummary::default());
+    };
+    let catalog = &*prepared.catalog;
+    let settings = prepared.count_settings(statement)?;
+    let rows = statement.rows();
+    let key = prepared.key(statement)?;
+    let key_columns = key.columns();
+    let keys = byte_keys(rows, &key);
+    let mut plan = BulkPlan::<_, _, ()>::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
+    if let Some(rows) = plan.grouping()? {
+        let ranks = GroupKeys { rows, key: &key }.load(conn).await?;
+        plan.ranked(ranks)?;
+    }
+    conn.transaction(async move |conn| {
+        while let Some(step) = plan.next()? {
+            let Step::Count { rows, flag } = step else {
+                return Err(Error::internal("rows asked for in a call without rows"));
+            };
+            let query = BulkCount {
+                statement,
+                rows,
+                catalog,
+                flag,
+                do_nothing: false,
+            };
+            let counted = query.get_result(conn).await;
+            plan.counted(counted.map_err(|e| classify_error(statement, catalog, e))?)?;
+        }
+        plan.finish_counts()
+    })
+    .await
+}
+
+/// A single-row call: the row and, when asked for (`outcomes`), its outcome (in a transaction
+/// when [`SingleCall`] says so).
+pub(crate) async fn single<S, Sel, Out, C>(
+    statement: &S,
+    conn: &mut C,
+    selection: impl Fn() -> Sel + Send + Sync,
+    outcomes: bool,
+) -> Result<(Out, Option<Outcome>)>
+where
+    S: UpsertStatement + Sync,
+    S::Row: Sync,
+    Sel: Returning<Out> + Send,
+    Out: Send,
+    C: AsyncConnection<Backend = Pg>,
+{
+    statement.check()?;
+    let catalog = lookup(statement.table_sql(), statement.target(), conn).await?;
+    let call = SingleCall::new(statement, &catalog, outcomes)?;
+    let flow = async |conn: &mut C| {
+        let row = &statement.rows()[0];
+        let mut plan = SinglePlan::new(call.method, catalog.before_triggers);
+        while let Some(step) = plan.next() {
+            match step {
+                SingleStep::Upsert { flag, do_nothing } => {
+                    let query = UpsertReturning {
+                        statement,
+                        rows: vec![row],
+                        returning: (selection(), inserted(statement, flag)),
+                        do_nothing,
+                    };
+                    let mut rows = Sel::load_single_async(query, conn)
+                        .await
+                        .map_err(|e| classify_error(statement, &catalog, e))?;
+                    plan.upserted(rows.pop());
+                }
+                SingleStep::Fetch { lock } => {
+                    let key =
+                        KeyShape::new(catalog.key(statement.target(), &call.supplied)?, &catalog)?;
+                    let query = FetchExisting {
+                        statement,
+                        row,
+                        key: &key,
+                        selection: selection(),
+                        lock,
+                    };
+                    plan.fetched(Sel::load_existing_async(query, conn).await?)?;
+                }
+            }
+        }
+        plan.finish()
+    };
+    if call.in_transaction {
+        conn.transaction(flow).await
+    } else {
+        flow(conn).await
+    }
+}
