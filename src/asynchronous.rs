@@ -485,10 +485,11 @@ pub trait RunUpsertDsl: UpsertStatement + Sized + Send + Sync {
 
 impl<S: UpsertStatement + Send + Sync> RunUpsertDsl for S {}
 
-/// [`crate::retry::retry`] for async code: runs `attempt` until it succeeds, fails for a
-/// non-transient reason (not a serialization failure or deadlock), or `policy` runs out of
+/// [`crate::retry::retry`] for async code: runs `attempt` on `conn` until it succeeds, fails for
+/// a non-transient reason (not a serialization failure or deadlock), or `policy` runs out of
 /// attempts, waiting with `tokio::time::sleep` (exponential backoff and jitter) in between.
-/// `attempt` must run a whole transaction.
+/// `attempt` must run a whole transaction. Like diesel-async's `transaction`, it takes the
+/// connection as its argument, so that its futures are `Send` (usable in `tokio::spawn`).
 ///
 /// ```rust
 /// # include!("doctest_setup.rs");
@@ -499,33 +500,32 @@ impl<S: UpsertStatement + Send + Sync> RunUpsertDsl for S {}
 ///
 /// # fn main() { harness::block_on(run()).unwrap() }
 /// # async fn run() -> diesel_upsert::Result<()> {
-/// # let conn = &mut establish_async_connection().await;
-/// let product: Product = retry(RetryPolicy::default(), async || {
+/// # let conn = &mut harness::async_connection().await;
+/// # let sku = harness::unique_key("ASYNC-R");
+/// let product: Product = retry(RetryPolicy::default(), conn, async |conn| {
 ///     conn.build_transaction()
 ///         .serializable()
 ///         .run(async |conn| {
 ///             diesel::insert_into(products::table)
-///                 .values(&NewProduct::new("ASYNC-R", "Whisk"))
+///                 .values(&NewProduct::new(&sku, "Whisk"))
 ///                 .upsert_and_get(products::sku, conn)
 ///                 .await
 ///         })
 ///         .await
 /// })
 /// .await?;
-/// assert_eq!(product.sku, "ASYNC-R");
+/// assert_eq!(product.sku, sku);
 /// # Ok(())
 /// # }
 /// ```
-pub async fn retry<T, E>(
-    policy: RetryPolicy,
-    mut attempt: impl AsyncFnMut() -> Result<T, E>,
-) -> Result<T>
+pub async fn retry<C, T, E, F>(policy: RetryPolicy, conn: &mut C, mut attempt: F) -> Result<T>
 where
+    for<'r> F: AsyncFnMut(&'r mut C) -> Result<T, E> + Attempt<&'r mut C, Result<T, E>, Fut: Send>,
     E: Into<Error>,
 {
     let mut attempts = Attempts::new(policy);
     loop {
-        match attempt().await.map_err(Into::into) {
+        match attempt(&mut *conn).await.map_err(Into::into) {
             Err(error) => match attempts.wait_after(&error) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => return Err(error),
@@ -533,4 +533,22 @@ where
             done => return done,
         }
     }
+}
+
+/// The attempt [`retry`] calls: an async closure (`async |conn| …`), seen as a plain closure
+/// returning a future, so that the bound can say the future is `Send` (the way diesel-async's
+/// `AsyncFunc` does for `transaction`). Implemented for every such closure.
+pub trait Attempt<Arg, R>:
+    AsyncFnMut(Arg) -> R + FnMut(Arg) -> <Self as Attempt<Arg, R>>::Fut
+{
+    /// The future of one attempt.
+    type Fut: Future<Output = R>;
+}
+
+impl<F, Arg, Fut, R> Attempt<Arg, R> for F
+where
+    F: AsyncFnMut(Arg) -> R + FnMut(Arg) -> Fut,
+    Fut: Future<Output = R>,
+{
+    type Fut = Fut;
 }

@@ -1,3 +1,5 @@
+#[cfg(feature = "async")]
+mod asynchronous;
 mod bulk;
 mod concurrency;
 mod docs_sql;
