@@ -39,3 +39,7 @@ pub struct PerformanceMd;
 
 #[doc = include_str!("../docs/sql.md")]
 pub struct SqlMd;
+
+#[cfg(feature = "async")]
+#[doc = include_str!("../docs/async.md")]
+pub struct AsyncMd;

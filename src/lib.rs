@@ -70,6 +70,10 @@
 //!   workloads) and `Error::Pool` for r2d2's checkout errors. The terminals themselves accept
 //!   any `Connection<Backend = Pg>`, so pooled connections work whenever Diesel's own `r2d2`
 //!   feature is on.
+//! - `async`: the `asynchronous` module, every terminal on diesel-async 0.9's
+//!   `AsyncPgConnection` with the same names behind `diesel_upsert::asynchronous::prelude::*`
+//!   (docs/async.md). `deadpool` and `bb8` also turn on diesel-async's pools of those names.
+//! - `serde`: `Serialize` and `Deserialize` for [`HstoreMap`].
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
