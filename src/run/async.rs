@@ -9,12 +9,12 @@ use crate::error::{Error, Result};
 use crate::plan::{byte_keys, inserted, BulkPlan, SinglePlan, SingleStep, Step};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::{BulkUpsert, FetchKept, GroupKeys};
+use crate::query_builder::nodes::GroupKeys;
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::UpsertStatement;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
-use crate::run::{bulk_columns, Prepared, SingleCall};
+use crate::run::{bulk_columns, BulkQuery, Prepared, SingleCall};
 use crate::schema::Catalog;
 use crate::spec::{BulkSummary, Outcome};
 use crate::target::Target;
@@ -80,44 +80,18 @@ where
     conn.transaction(async move |conn| {
         while let Some(step) = plan.next()? {
             let classify = |e| classify_error(statement, catalog, e);
-            match step {
-                Step::Upsert {
-                    rows,
-                    flag,
-                    do_nothing,
-                } => {
-                    let query = BulkUpsert {
-                        statement,
-                        rows,
-                        key,
-                        selection: selection(),
-                        flag,
-                        do_nothing,
-                    };
+            match BulkQuery::new(step, statement, key, selection())? {
+                BulkQuery::Upsert(query) => {
                     let written = Sel::load_bulk_async(query, conn).await;
                     plan.written(written.map_err(classify)?)?
                 }
-                Step::Fetch { rows, lock } => {
-                    let query = FetchKept {
-                        statement,
-                        rows,
-                        key,
-                        selection: selection(),
-                        lock,
-                    };
+                BulkQuery::Fetch(query) => {
                     plan.fetched(Sel::load_kept_async(query, conn).await?)?
                 }
-                Step::Insert { rows, flag } => {
-                    let query = UpsertReturning {
-                        statement,
-                        rows,
-                        returning: (selection(), inserted(statement, flag)),
-                        do_nothing: false,
-                    };
+                BulkQuery::Insert(query) => {
                     let inserted = Sel::load_single_async(query, conn).await;
                     plan.inserted(inserted.map_err(classify)?)?
                 }
-                Step::Count { .. } => return Err(Error::internal("a count in a call with rows")),
             }
         }
         plan.finish()

@@ -11,10 +11,11 @@ pub(crate) mod returning;
 pub(crate) mod sync;
 
 use crate::error::{Error, Result};
-use crate::plan::{check_returnable, fixed_binds, Method, Settings};
+use crate::plan::{check_returnable, fixed_binds, inserted, Method, Settings, Step};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::BulkUpsert;
+use crate::query_builder::nodes::{BulkUpsert, FetchKept};
+use crate::query_builder::single::{Inserted, UpsertReturning};
 use crate::query_builder::statement::{consistent_columns, UpsertStatement};
 use crate::rows::RowValues;
 use crate::schema::{Catalog, InsertedFlag};
@@ -156,6 +157,55 @@ impl SingleCall {
             supplied,
             method,
             in_transaction: statement.has_condition() || method == Method::TwoPhases,
+        })
+    }
+}
+
+/// The query node of one step of a bulk call with rows, as both drivers send it; each variant
+/// says where its rows go.
+pub(crate) enum BulkQuery<'q, S: UpsertStatement, Sel> {
+    /// To [`BulkPlan::written`](crate::plan::BulkPlan::written).
+    Upsert(BulkUpsert<'q, S, Sel>),
+    /// To [`BulkPlan::fetched`](crate::plan::BulkPlan::fetched).
+    Fetch(FetchKept<'q, S, Sel>),
+    /// To [`BulkPlan::inserted`](crate::plan::BulkPlan::inserted).
+    Insert(UpsertReturning<'q, S, (Sel, Inserted)>),
+}
+
+impl<'q, S: UpsertStatement, Sel> BulkQuery<'q, S, Sel> {
+    pub(crate) fn new(
+        step: Step<'q, S::Table, S::Row>,
+        statement: &'q S,
+        key: &'q KeyShape<'q>,
+        selection: Sel,
+    ) -> Result<Self> {
+        Ok(match step {
+            Step::Upsert {
+                rows,
+                flag,
+                do_nothing,
+            } => BulkQuery::Upsert(BulkUpsert {
+                statement,
+                rows,
+                key,
+                selection,
+                flag,
+                do_nothing,
+            }),
+            Step::Fetch { rows, lock } => BulkQuery::Fetch(FetchKept {
+                statement,
+                rows,
+                key,
+                selection,
+                lock,
+            }),
+            Step::Insert { rows, flag } => BulkQuery::Insert(UpsertReturning {
+                statement,
+                rows,
+                returning: (selection, inserted(statement, flag)),
+                do_nothing: false,
+            }),
+            Step::Count { .. } => return Err(Error::internal("a count in a call with rows")),
         })
     }
 }

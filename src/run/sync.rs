@@ -5,13 +5,13 @@ use crate::error::{Error, Result};
 use crate::plan::{byte_keys, inserted, BulkPlan, ByteKeys, SinglePlan, SingleStep, Step};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::{BulkUpsert, FetchKept, GroupKeys};
+use crate::query_builder::nodes::GroupKeys;
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
-use crate::run::{bulk_columns, Prepared, SingleCall};
+use crate::run::{bulk_columns, BulkQuery, Prepared, SingleCall};
 use crate::spec::{BulkSummary, Outcome};
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
@@ -133,44 +133,18 @@ where
     conn.transaction(|conn| {
         while let Some(step) = plan.next()? {
             let classify = |e| classify_error(statement, catalog, e);
-            match step {
-                Step::Upsert {
-                    rows,
-                    flag,
-                    do_nothing,
-                } => {
-                    let query = BulkUpsert {
-                        statement,
-                        rows,
-                        key: &key,
-                        selection: selection(),
-                        flag,
-                        do_nothing,
-                    };
+            match BulkQuery::new(step, statement, &key, selection())? {
+                BulkQuery::Upsert(query) => {
                     let written = overlapped(&mut plan, || Sel::load_bulk(query, conn));
                     plan.written(written.map_err(classify)?)?
                 }
-                Step::Fetch { rows, lock } => {
-                    let query = FetchKept {
-                        statement,
-                        rows,
-                        key: &key,
-                        selection: selection(),
-                        lock,
-                    };
+                BulkQuery::Fetch(query) => {
                     let kept = overlapped(&mut plan, || Sel::load_kept(query, conn));
                     plan.fetched(kept?)?
                 }
-                Step::Insert { rows, flag } => {
-                    let query = UpsertReturning {
-                        statement,
-                        rows,
-                        returning: (selection(), inserted(statement, flag)),
-                        do_nothing: false,
-                    };
+                BulkQuery::Insert(query) => {
                     plan.inserted(Sel::load_single(query, conn).map_err(classify)?)?
                 }
-                Step::Count { .. } => return Err(Error::internal("a count in a call with rows")),
             }
         }
         plan.finish()
