@@ -5,7 +5,10 @@
 use crate::bulk::{bulk_items, bulk_items_table, count_items, items};
 use crate::harness::models::*;
 use crate::harness::schema::*;
-use crate::harness::{connection, database_url, unique_key};
+use crate::harness::{
+    async_test_connection, block_on, connection, database_url, test_connection, unique_key,
+};
+use crate::single::SentSql;
 use diesel::upsert::excluded;
 use diesel::{ExpressionMethods, QueryDsl, TextExpressionMethods};
 use diesel_async::pooled_connection::{bb8, deadpool, AsyncDieselConnectionManager};
@@ -353,4 +356,81 @@ async fn the_futures_are_send_and_run_in_spawned_tasks() {
         assert_eq!(summary.unchanged, 3);
     });
     task.await.unwrap();
+}
+
+/// The same calls send the same statements on both drivers: the same SQL text, in the same
+/// order (binds aside: the keys differ, so that the two test transactions do not wait for each
+/// other), including the transaction and savepoint statements around the bulk calls.
+#[test]
+fn both_drivers_send_the_same_statements() {
+    fn statements(sent: &SentSql) -> Vec<String> {
+        sent.take()
+            .into_iter()
+            // The catalog is read once per process, by whichever driver comes first.
+            .filter(|sql| !sql.starts_with("SELECT a.attname::text"))
+            .map(|sql| {
+                sql.split(" -- binds: ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+    let sync_conn = &mut test_connection();
+    let sync_sent = SentSql::attach(sync_conn);
+    let async_conn = &mut block_on(async_test_connection());
+    let async_sent = SentSql::default();
+    diesel_async::AsyncConnection::set_instrumentation(async_conn, async_sent.clone());
+
+    let calls = |p: &str| -> Vec<String> { (0..30).map(|i| format!("{p}-{i:02}")).collect() };
+    {
+        // The synchronous terminals by their path: this module imports the async prelude.
+        use diesel_upsert::RunUpsertDsl as Sync;
+        let skus = calls(&unique_key("same-sql-sync"));
+        let rows: Vec<_> = skus.iter().map(|s| NewProduct::new(s, "n")).collect();
+        let first = NewProduct::new(&skus[0], "first");
+        let conn = &mut *sync_conn;
+        let one = diesel::insert_into(products::table)
+            .values(&first)
+            .on_conflict_do(products::sku, ConflictAction::Nothing);
+        let _: Product = Sync::insert_and_get(one, conn).unwrap();
+        let bulk = diesel::insert_into(products::table)
+            .values(&rows)
+            .on_conflict_do(products::sku, ConflictAction::Nothing);
+        let _: Vec<(Product, Outcome)> =
+            Sync::bulk_insert_and_get_with_outcome(bulk, conn).unwrap();
+        let bulk = diesel::insert_into(products::table)
+            .values(&rows)
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .skip_unchanged();
+        Sync::bulk_execute(bulk, conn).unwrap();
+    }
+    block_on(async {
+        let skus = calls(&unique_key("same-sql-async"));
+        let rows: Vec<_> = skus.iter().map(|s| NewProduct::new(s, "n")).collect();
+        let first = NewProduct::new(&skus[0], "first");
+        let conn = &mut *async_conn;
+        let _: Product = diesel::insert_into(products::table)
+            .values(&first)
+            .on_conflict_do(products::sku, ConflictAction::Nothing)
+            .insert_and_get(conn)
+            .await
+            .unwrap();
+        let _: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+            .values(&rows)
+            .on_conflict_do(products::sku, ConflictAction::Nothing)
+            .bulk_insert_and_get_with_outcome(conn)
+            .await
+            .unwrap();
+        diesel::insert_into(products::table)
+            .values(&rows)
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .skip_unchanged()
+            .bulk_execute(conn)
+            .await
+            .unwrap();
+    });
+    let (sync_statements, async_statements) = (statements(&sync_sent), statements(&async_sent));
+    assert!(sync_statements.len() >= 6, "{sync_statements:#?}");
+    assert_eq!(sync_statements, async_statements);
 }
