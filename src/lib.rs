@@ -46,9 +46,11 @@
 //! - Conflict targets: columns, tuples, [`on_constraint`], partial indexes through
 //!   [`index_predicate`](OnConflictDo::index_predicate); all written as literal SQL so
 //!   PostgreSQL can infer the arbiter index on every execution of the cached prepared statement.
-//! - [`update_only`](OnConflictDo::update_only), [`update_values`](OnConflictDo::update_values),
-//!   [`update_condition`](OnConflictDo::update_condition) and
-//!   [`skip_unchanged`](OnConflictDo::skip_unchanged) refine the update.
+//! - [`update_only`](OnConflictDo::update_only), [`update_except`](OnConflictDo::update_except),
+//!   [`update_values`](OnConflictDo::update_values),
+//!   [`update_condition`](OnConflictDo::update_condition),
+//!   [`skip_unchanged`](OnConflictDo::skip_unchanged) and [`touch`](OnConflictDo::touch) refine
+//!   the update.
 //! - Bulk terminals ([`bulk_insert`](RunUpsertDsl::bulk_insert),
 //!   [`bulk_insert_and_get`](RunUpsertDsl::bulk_insert_and_get),
 //!   [`bulk_insert_and_get_with_outcome`](RunUpsertDsl::bulk_insert_and_get_with_outcome), and
@@ -102,7 +104,7 @@ pub use crate::rows::{BatchRows, Records, RowValues, SingleRow};
 pub use crate::run::returning::Returning;
 pub use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome};
 pub use crate::target::{ColumnSet, IntoConflictTarget, OnConstraint, TargetElement};
-pub use crate::upsert::{ModelSelection, PrimaryKey, RunUpsertDsl, UpsertDsl};
+pub use crate::upsert::{ModelSelection, PrimaryKey, RunUpsertDsl, TimestampType, UpsertDsl};
 
 /// A named unique or exclusion constraint as conflict target:
 /// `ON CONFLICT ON CONSTRAINT "name"`.

@@ -432,6 +432,33 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            heading: "`.update_except(columns)`",
+            ordinal: 0,
+            row_exists: false,
+            call: |conn| {
+                let _row: Product = diesel::insert_into(products::table)
+                    .values(&TEA)
+                    .on_conflict_do(products::sku, ConflictAction::Update)
+                    .update_except(products::description)
+                    .insert_and_get(conn)?;
+                Ok(())
+            },
+        },
+        Case {
+            heading: "`.touch(column)`",
+            ordinal: 0,
+            row_exists: false,
+            call: |conn| {
+                let _row: Product = diesel::insert_into(products::table)
+                    .values(&TEA)
+                    .on_conflict_do(products::sku, ConflictAction::Update)
+                    .skip_unchanged()
+                    .touch(products::updated_at)
+                    .insert_and_get(conn)?;
+                Ok(())
+            },
+        },
+        Case {
             heading: "`.update_values(changeset)`",
             ordinal: 0,
             row_exists: false,

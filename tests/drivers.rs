@@ -9,7 +9,7 @@
 use crate::bulk::{bulk_items, bulk_items_table, items};
 use crate::harness::*;
 use diesel::upsert::excluded;
-use diesel::{BoolExpressionMethods, ExpressionMethods, QueryDsl, TextExpressionMethods};
+use diesel::{BoolExpressionMethods, ExpressionMethods, IntoSql, QueryDsl, TextExpressionMethods};
 use diesel_upsert::{on_constraint, BulkSummary, DuplicateKeys, Error};
 
 macro_rules! on_both_drivers {
@@ -173,6 +173,111 @@ on_both_drivers! {
             .insert_and_get(conn)
             .wait()?;
         assert_eq!((row.name.as_str(), row.qty), ("Mug", 12));
+        Ok(())
+    }
+
+    /// `update_except` leaves its columns as they were stored, alone and with the other
+    /// options, single-row and bulk.
+    fn update_except_keeps_its_columns(conn) {
+        let p = unique_key("drv-except");
+        let (a, b) = (format!("{p}-a"), format!("{p}-b"));
+        let first = vec![
+            NewProduct::new(&a, "Cup").description("first").price_cents(100),
+            NewProduct::new(&b, "Pot").description("first").price_cents(200),
+        ];
+        diesel::insert_into(products::table).values(&first).execute(conn).wait()?;
+        let row: Product = diesel::insert_into(products::table)
+            .values(&NewProduct::new(&a, "Mug").description("second").qty(2).price_cents(150))
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .update_except((products::description, products::price_cents))
+            .insert_and_get(conn)
+            .wait()?;
+        assert_eq!(
+            (row.name.as_str(), row.qty, row.description.as_deref(), row.price_cents),
+            ("Mug", 2, Some("first"), 100)
+        );
+        // With update_only (what is left of its list) and update_values (which still assigns
+        // an excepted column with an expression).
+        let again = vec![
+            NewProduct::new(&a, "Jug").description("third").qty(5).price_cents(7),
+            NewProduct::new(&b, "Pan").description("third").qty(5).price_cents(7),
+        ];
+        let got: Vec<Product> = diesel::insert_into(products::table)
+            .values(&again)
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .update_only((products::name, products::qty, products::description))
+            .update_except((products::name, products::price_cents))
+            .update_values(products::price_cents.eq(products::price_cents + excluded(products::price_cents)))
+            .bulk_insert_and_get(conn)
+            .wait()?;
+        let seen: Vec<(&str, i32, Option<&str>, i64)> = got
+            .iter()
+            .map(|r| (r.name.as_str(), r.qty, r.description.as_deref(), r.price_cents))
+            .collect();
+        assert_eq!(seen, [("Mug", 5, Some("third"), 107), ("Pot", 5, Some("third"), 207)]);
+        // With skip_unchanged: only the columns still written are compared.
+        let outcomes: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+            .values(&vec![NewProduct::new(&a, "Mug").description("other").qty(5)])
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .update_except((products::description, products::price_cents))
+            .skip_unchanged()
+            .bulk_insert_and_get_with_outcome(conn)
+            .wait()?;
+        assert_eq!(outcomes[0].1, Outcome::Unchanged);
+        assert_eq!(outcomes[0].0.description.as_deref(), Some("third"));
+        Ok(())
+    }
+
+    /// `touch` sets the timestamp on rows the statement writes, and only on those: a row
+    /// `skip_unchanged` or a false condition leaves alone keeps its timestamp and its row
+    /// version.
+    fn touch_sets_the_timestamp_only_on_rows_really_written(conn) {
+        use chrono::{DateTime, Utc};
+        let long_ago: DateTime<Utc> = "2001-01-01T00:00:00Z".parse().unwrap();
+        let p = unique_key("drv-touch");
+        let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
+        for sku in [&a, &b] {
+            diesel::insert_into(products::table)
+                .values((products::sku.eq(sku), products::name.eq("same"), products::updated_at.eq(long_ago)))
+                .execute(conn)
+                .wait()?;
+        }
+        let version = |conn: &mut _, sku: &str| {
+            products::table
+                .filter(products::sku.eq(sku.to_owned()))
+                .select(diesel::dsl::sql::<diesel::sql_types::Text>("xmin::text"))
+                .get_result::<String>(conn)
+                .wait()
+        };
+        let b_version = version(conn, &b)?;
+        let rows = vec![
+            NewProduct::new(&a, "changed"),
+            NewProduct::new(&b, "same"),
+            NewProduct::new(&c, "new"),
+        ];
+        let got: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+            .values(&rows)
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .skip_unchanged()
+            .touch(products::updated_at)
+            .bulk_insert_and_get_with_outcome(conn)
+            .wait()?;
+        let now: DateTime<Utc> = diesel::select(diesel::dsl::now.into_sql::<diesel::sql_types::Timestamptz>())
+            .get_result(conn)
+            .wait()?;
+        let seen: Vec<(Outcome, bool)> = got.iter().map(|(r, o)| (*o, r.updated_at == long_ago)).collect();
+        assert_eq!(seen, [(Outcome::Updated, false), (Outcome::Unchanged, true), (Outcome::Inserted, false)]);
+        assert_eq!(got[0].0.updated_at, now, "touched in this transaction");
+        assert_eq!(version(conn, &b)?, b_version, "no new row version");
+        // A false condition: not written, not touched; the default SET list keeps its columns.
+        let (row, outcome): (Product, Outcome) = diesel::insert_into(products::table)
+            .values(&NewProduct::new(&b, "other").qty(9))
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .update_condition(products::qty.gt(100))
+            .touch(products::updated_at)
+            .insert_and_get_with_outcome(conn)
+            .wait()?;
+        assert_eq!((row.name.as_str(), row.updated_at, outcome), ("same", long_ago, Outcome::Unchanged));
         Ok(())
     }
 

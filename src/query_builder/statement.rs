@@ -18,7 +18,8 @@ use std::fmt;
 /// [`UpsertDsl::on_conflict_do`](crate::UpsertDsl::on_conflict_do).
 ///
 /// Configure it with [`index_predicate`](Self::index_predicate),
-/// [`update_only`](Self::update_only), [`update_values`](Self::update_values),
+/// [`update_only`](Self::update_only), [`update_except`](Self::update_except),
+/// [`update_values`](Self::update_values),
 /// [`update_condition`](Self::update_condition) and [`skip_unchanged`](Self::skip_unchanged),
 /// then run it with a terminal method of [`RunUpsertDsl`](crate::RunUpsertDsl) (`insert`,
 /// `insert_and_get`, …; with the `async` feature, the same names in
@@ -36,6 +37,9 @@ pub struct OnConflictDo<T: Table, U, Op, V = NoUpdateValues, W = NoUpdateConditi
     /// The index predicate as SQL text, or why it cannot be written (reported by the terminal).
     pub(crate) predicate: Option<Result<String, String>>,
     pub(crate) update_only: Option<Vec<&'static str>>,
+    pub(crate) update_except: Vec<&'static str>,
+    /// Columns set to `now()` by `DO UPDATE` (`touch`).
+    pub(crate) touch: Vec<&'static str>,
     pub(crate) update_values: V,
     pub(crate) condition: W,
     pub(crate) skip_unchanged: bool,
@@ -49,6 +53,8 @@ impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
             .field("action", &self.action)
             .field("predicate", &self.predicate)
             .field("update_only", &self.update_only)
+            .field("update_except", &self.update_except)
+            .field("touch", &self.touch)
             .field("skip_unchanged", &self.skip_unchanged)
             .field("duplicate_keys", &self.duplicate_keys)
             .finish_non_exhaustive()
@@ -327,7 +333,7 @@ where
 {
     /// The columns copied from the new row in `DO UPDATE SET`: the supplied columns minus the
     /// plain target columns and the primary key, restricted by `update_only`, minus the
-    /// columns `update_values` assigns.
+    /// columns of `update_except`, `touch` and those `update_values` assigns.
     pub(crate) fn default_set_columns(&self, supplied: &[&'static str]) -> Vec<&'static str> {
         supplied
             .iter()
@@ -339,6 +345,7 @@ where
                     .as_ref()
                     .is_none_or(|only| only.contains(c))
             })
+            .filter(|c| !self.update_except.contains(c) && !self.touch.contains(c))
             .filter(|c| !self.update_values.columns().iter().any(|v| v == c))
             .collect()
     }
@@ -397,6 +404,17 @@ where
             out.push_sql(", ");
         }
         self.update_values.walk_set(out)?;
+        // `touch`: after what the row writes, unless `update_values` assigns the column.
+        let assigned = self.update_values.columns();
+        let mut first = set.is_empty() && assigned.is_empty();
+        for column in self.touch.iter().filter(|c| !assigned.iter().any(|a| a == **c)) {
+            if !first {
+                out.push_sql(", ");
+            }
+            first = false;
+            out.push_identifier(column)?;
+            out.push_sql(" = now()");
+        }
 
         let compare = self.skip_unchanged && !set.is_empty();
         if self.condition.is_present() || compare {

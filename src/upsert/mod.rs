@@ -16,9 +16,9 @@ use diesel::connection::LoadConnection;
 use diesel::expression::{AppearsOnTable, Expression};
 use diesel::pg::Pg;
 use diesel::query_builder::{AsChangeset, InsertStatement, QueryFragment};
-use diesel::sql_types::BoolOrNullableBool;
+use diesel::sql_types::{BoolOrNullableBool, Date, Nullable, Timestamp, Timestamptz};
 use diesel::Selectable;
-use diesel::{Connection, Table};
+use diesel::{Column, Connection, Table};
 
 /// Conflict handling for Diesel's `InsertStatement`: `diesel::insert_into(t).values(..)` gains
 /// `on_conflict_do` and the psqlextra-style shorthands.
@@ -177,6 +177,8 @@ where
             names,
             predicate: None,
             update_only: None,
+            update_except: Vec::new(),
+            touch: Vec::new(),
             update_values: NoUpdateValues,
             condition: NoUpdateCondition,
             skip_unchanged: false,
@@ -184,6 +186,25 @@ where
         }
     }
 }
+
+/// The SQL types [`touch`](OnConflictDo::touch) can set to `now()`: `timestamptz`, `timestamp`
+/// and `date`, nullable or not. Sealed.
+pub trait TimestampType: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! timestamp_types {
+    ($($ty:ty),+) => {$(
+        impl sealed::Sealed for $ty {}
+        impl TimestampType for $ty {}
+        impl sealed::Sealed for Nullable<$ty> {}
+        impl TimestampType for Nullable<$ty> {}
+    )+};
+}
+
+timestamp_types!(Timestamptz, Timestamp, Date);
 
 /// `M::as_select()`: how models are read back.
 pub type ModelSelection<M> = diesel::dsl::AsSelect<M, Pg>;
@@ -263,6 +284,92 @@ where
         X: ColumnSet<T, M>,
     {
         self.update_only = Some(columns.column_names());
+        self
+    }
+
+    /// Leaves `columns` (one column or a tuple) out of the `SET` list of `ConflictAction::Update`:
+    /// the complement of [`update_only`](Self::update_only). Columns written when a row is
+    /// inserted and never overwritten (`created_at`, `created_by`) need no second list. Combines
+    /// with `update_only` (what is left of its list), `update_values` (which may still assign
+    /// such a column with an expression), `update_condition` and `skip_unchanged` (which
+    /// compares only the columns still written).
+    ///
+    /// ```rust
+    /// # include!("../doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-X", "Cup").description("first import"))
+    ///     .execute(conn)?;
+    /// // Everything the new row supplies is copied, except `description`.
+    /// let row: Product = diesel::insert_into(products::table)
+    ///     .values(&NewProduct::new("SKU-X", "Mug").description("second import").qty(4))
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .update_except(products::description)
+    ///     .insert_and_get(conn)?;
+    /// assert_eq!((row.name.as_str(), row.qty), ("Mug", 4));
+    /// assert_eq!(row.description.as_deref(), Some("first import"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn update_except<X, M>(mut self, columns: X) -> Self
+    where
+        X: ColumnSet<T, M>,
+    {
+        self.update_except = columns.column_names();
+        self
+    }
+
+    /// Sets `column` to `now()` when `ConflictAction::Update` writes a conflicting row, and only
+    /// then: a row a false `update_condition` or [`skip_unchanged`](Self::skip_unchanged)
+    /// leaves alone keeps its timestamp (and gets no new row version), unlike timestamps
+    /// written by the application, which change on every save. The column is left out of the
+    /// default `SET` list and of `skip_unchanged`'s comparison; `update_values` assigning the
+    /// same column wins. On insert the column gets what the row supplies, or its default.
+    /// `touch` alone does not make an update: with nothing else to set, the statement is
+    /// `DO NOTHING`. Call it again to touch several columns.
+    ///
+    /// ```rust
+    /// # include!("../doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// use chrono::{DateTime, Utc};
+    ///
+    /// let long_ago: DateTime<Utc> = "2001-01-01T00:00:00Z".parse().unwrap();
+    /// diesel::insert_into(products::table)
+    ///     .values((products::sku.eq("SKU-T"), products::name.eq("Cup"), products::updated_at.eq(long_ago)))
+    ///     .execute(conn)?;
+    /// let upsert = |name| {
+    ///     diesel::insert_into(products::table)
+    ///         .values(NewProduct::new("SKU-T", name))
+    ///         .on_conflict_do(products::sku, ConflictAction::Update)
+    ///         .skip_unchanged()
+    ///         .touch(products::updated_at)
+    /// };
+    /// // The same name: nothing is written, the timestamp stays.
+    /// let (same, outcome): (Product, Outcome) = upsert("Cup").insert_and_get_with_outcome(conn)?;
+    /// assert_eq!((same.updated_at, outcome), (long_ago, Outcome::Unchanged));
+    /// // A new name: the row is written, and touched.
+    /// let (changed, outcome): (Product, Outcome) = upsert("Mug").insert_and_get_with_outcome(conn)?;
+    /// assert!(changed.updated_at > long_ago);
+    /// assert_eq!(outcome, Outcome::Updated);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn touch<C>(mut self, _column: C) -> Self
+    where
+        C: Column<Table = T>,
+        C::SqlType: TimestampType,
+    {
+        if !self.touch.contains(&C::NAME) {
+            self.touch.push(C::NAME);
+        }
         self
     }
 
@@ -374,6 +481,8 @@ where
             names: self.names,
             predicate: self.predicate,
             update_only: self.update_only,
+            update_except: self.update_except,
+            touch: self.touch,
             update_values: UpdateValues { changeset, columns },
             condition: self.condition,
             skip_unchanged: self.skip_unchanged,
@@ -430,6 +539,8 @@ where
             names: self.names,
             predicate: self.predicate,
             update_only: self.update_only,
+            update_except: self.update_except,
+            touch: self.touch,
             update_values: self.update_values,
             condition: UpdateCondition(condition),
             skip_unchanged: self.skip_unchanged,
