@@ -80,6 +80,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// PostgreSQL refused one input row of a bulk call: it broke a NOT NULL, CHECK, foreign-key,
+    /// exclusion or unique constraint (a unique index other than the conflict target). The row
+    /// was found by sending shorter and shorter prefixes of the failed statement's rows, each
+    /// under a savepoint that was rolled back; nothing of the call was written.
+    #[error("input row {index} ({key}) was refused: {source}")]
+    Row {
+        /// 0-based index of the input row.
+        index: usize,
+        /// Its conflict key, as SQL literals (`"sku" = 'A-1'::text`; values of types that have
+        /// no literal form here are shown as `?`).
+        key: String,
+        /// PostgreSQL's error for a statement with that row.
+        source: diesel::result::Error,
+    },
+
     /// The database or Diesel reported an error.
     #[error(transparent)]
     Query(diesel::result::Error),
@@ -109,10 +124,10 @@ impl Error {
         }
     }
 
-    /// The `diesel::result::Error` behind a `Query` error, if this is one.
+    /// The `diesel::result::Error` behind a `Query` or `Row` error, if this is one.
     pub fn as_query_error(&self) -> Option<&diesel::result::Error> {
         match self {
-            Error::Query(e) => Some(e),
+            Error::Query(e) | Error::Row { source: e, .. } => Some(e),
             _ => None,
         }
     }

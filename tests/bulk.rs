@@ -911,9 +911,49 @@ fn a_failure_in_the_last_chunk_leaves_none_of_the_rows() {
         .bulk_insert::<i64, _>(conn)
         .unwrap_err();
     assert!(error.to_string().contains("bulk_items_v_check"), "{error}");
+    assert!(
+        matches!(error, Error::Row { index: 99_999, .. }),
+        "{error:?}"
+    );
     // None of the rows is stored, and the connection is usable afterwards.
     let stored = count_items(conn, &p);
     assert_eq!(stored, 0);
+}
+
+#[test]
+fn a_row_refused_by_the_first_statement_outside_a_transaction_is_found_after_the_rollback() {
+    let conn = &mut connection();
+    bulk_items_table(conn);
+    let p = unique_key("fail-first");
+    let mut rows = items(&p, 5_000);
+    rows[1_234].v = -1; // in the first statement (2 000 rows)
+    let sent = SentSql::attach(conn);
+    let error = diesel::insert_into(bulk_items::table)
+        .values(&rows)
+        .on_conflict_do(bulk_items::k, ConflictAction::Update)
+        .bulk_execute(conn)
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Row { index: 1_234, .. }),
+        "{error:?}"
+    );
+    let statements = sent.take();
+    // The call's transaction, rolled back; then the probes, each in a transaction of its own,
+    // also rolled back: about log2(2 000) of them, and one more to confirm the row.
+    let probes = statements.iter().filter(|s| s.starts_with("WITH")).count() - 1;
+    assert!(
+        (11..=13).contains(&probes),
+        "{probes} probes: {statements:#?}"
+    );
+    assert_eq!(
+        statements.iter().filter(|s| *s == "BEGIN").count(),
+        probes + 1
+    );
+    assert!(
+        !statements.iter().any(|s| s == "COMMIT"),
+        "nothing committed"
+    );
+    assert_eq!(count_items(conn, &p), 0);
 }
 
 #[test]

@@ -246,7 +246,7 @@ fn a_statement_timeout_during_a_bulk_upsert_leaves_nothing() {
 }
 
 #[test]
-fn a_not_null_violation_in_row_30_000_of_40_000_names_the_column_and_leaves_nothing() {
+fn a_not_null_violation_in_row_30_000_of_40_000_names_the_row_and_column_and_leaves_nothing() {
     diesel::table! {
         /// `bulk_items` as an application with a stale schema sees it: `v` nullable.
         #[sql_name = "bulk_items"]
@@ -277,11 +277,16 @@ fn a_not_null_violation_in_row_30_000_of_40_000_names_the_column_and_leaves_noth
         .bulk_insert::<i64, _>(conn)
         .unwrap_err();
     match &error {
-        Error::Query(DieselError::DatabaseError(DatabaseErrorKind::NotNullViolation, info)) => {
+        Error::Row {
+            index: 30_000,
+            key,
+            source: DieselError::DatabaseError(DatabaseErrorKind::NotNullViolation, info),
+        } => {
+            assert_eq!(key, &format!("\"k\" = '{prefix}-030000'::text"));
             assert_eq!(info.column_name(), Some("v"));
             assert_eq!(info.table_name(), Some("bulk_items"));
         }
-        other => panic!("expected a NOT NULL violation, got {other:?}"),
+        other => panic!("expected a NOT NULL violation of row 30 000, got {other:?}"),
     }
     let stored = count_items(conn, &prefix);
     assert_eq!(stored, 0);

@@ -506,6 +506,57 @@ on_both_drivers! {
         Ok(())
     }
 
+    /// A row PostgreSQL refuses (a CHECK constraint) is named by its input index and key,
+    /// whichever statement of the call sent it, and nothing of the call is written; the
+    /// connection stays usable, also inside the caller's transaction (the test transaction).
+    fn a_refused_row_is_named_by_its_input_index_and_key(conn) {
+        bulk_items_table(&mut connection());
+        // 45 000 rows sent in reverse key order: statements of 2 000, 20 000, 20 000 and 3 000
+        // rows in key order. Input row 40 000 is in the first statement, 3 000 in the third.
+        for bad in [40_000_usize, 3_000] {
+            let p = unique_key("drv-refused");
+            let mut rows = items(&p, 45_000);
+            rows.reverse();
+            rows[bad].v = -1;
+            let key = rows[bad].k.clone().unwrap();
+            let error = diesel::insert_into(bulk_items::table)
+                .values(&rows)
+                .on_conflict_do(bulk_items::k, ConflictAction::Update)
+                .bulk_insert::<i64, _>(conn)
+                .wait()
+                .unwrap_err();
+            match &error {
+                Error::Row { index, key: shown, source } => {
+                    assert_eq!((*index, shown.as_str()), (bad, format!("\"k\" = '{key}'::text").as_str()));
+                    assert!(matches!(
+                        source,
+                        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::CheckViolation, _)
+                    ), "{source:?}");
+                }
+                other => panic!("expected Error::Row, got {other:?}"),
+            }
+            assert!(error.to_string().contains("bulk_items_v_check"), "{error}");
+            let stored: i64 = bulk_items::table
+                .filter(bulk_items::k.like(format!("{p}-%")))
+                .count()
+                .get_result(conn)
+                .wait()?;
+            assert_eq!(stored, 0);
+        }
+        // bulk_execute narrows the same way.
+        let p = unique_key("drv-refused-count");
+        let mut rows = items(&p, 30);
+        rows[17].v = -5;
+        let error = diesel::insert_into(bulk_items::table)
+            .values(&rows)
+            .on_conflict_do(bulk_items::k, ConflictAction::Update)
+            .bulk_execute(conn)
+            .wait()
+            .unwrap_err();
+        assert!(matches!(error, Error::Row { index: 17, .. }), "{error:?}");
+        Ok(())
+    }
+
     /// 45 000 rows go in three statements (2 000, then up to 20 000 each) of one transaction;
     /// a failing row in the last one leaves none of them.
     fn large_batches_are_chunked_all_or_nothing(conn) {

@@ -16,7 +16,7 @@ use super::results::{group, rank_bytes, ByteKeys, Groups, Results};
 #[cfg(test)]
 use super::rows::byte_keys;
 use super::rows::{chunks, key_source, next_rows, Indexed};
-use super::{not_found, Method, ATTEMPTS};
+use super::{not_found, Method, Narrowing, ATTEMPTS};
 use crate::error::{Error, Result};
 use crate::query_builder::arrays::{ArraySource, ColumnArrays, ARRAY_ROWS, FIRST_ARRAY_ROWS};
 use crate::query_builder::keys::KeyShape;
@@ -144,6 +144,8 @@ pub(crate) struct BulkPlan<'q, T, R, Out> {
     generation: u64,
     /// The last rows sent went as arrays (the next ones likely will).
     arrays: bool,
+    /// Where in `queue` the rows of the last upsert or count statement start.
+    sent_from: usize,
     /// The next rows, encoded while the last statement ran.
     ahead: Option<Ahead<'q, T, R>>,
     /// The flag of the last upsert sent.
@@ -204,6 +206,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             cursor: 0,
             generation: 0,
             arrays: false,
+            sent_from: 0,
             ahead: None,
             flag: InsertedFlag::Xmax,
             inserting: Vec::new(),
@@ -291,9 +294,25 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                 next_rows(&self.queue[self.cursor..], source, max_rows, fixed)?
             }
         };
+        self.sent_from = self.cursor;
         self.cursor += rows.len();
         self.arrays = matches!(rows, BulkRows::Arrays(_));
         Ok(rows)
+    }
+
+    /// The rows of the upsert or count statement just returned, to find the one PostgreSQL
+    /// refused when the statement failed ([`Narrowing`]); `None` after another statement.
+    pub(crate) fn narrowing(&self) -> Option<Narrowing<'q, T, R>> {
+        let writes = match self.phase {
+            Phase::Upsert | Phase::UpdateLocked => true,
+            Phase::Unkeyed => !self.rows_back,
+            _ => false,
+        };
+        let rows = self.queue.get(self.sent_from..self.cursor)?;
+        let source = ArraySource::Rows {
+            columns: self.columns,
+        };
+        (writes && !rows.is_empty()).then(|| Narrowing::new(rows.to_vec(), source, self.fixed))
     }
 
     /// The rows of the statement after the one just returned, when they can be encoded before

@@ -5,11 +5,13 @@
 //! here sees a connection.
 
 mod bulk;
+mod narrow;
 mod results;
 mod rows;
 mod single;
 
 pub(crate) use bulk::{BulkPlan, Settings, Step};
+pub(crate) use narrow::{names_a_row, Narrowing};
 pub(crate) use results::{key_changed, ByteKeys};
 pub(crate) use rows::{byte_keys, fixed_binds};
 pub(crate) use single::{SinglePlan, SingleStep};

@@ -407,7 +407,11 @@ where
         // `touch`: after what the row writes, unless `update_values` assigns the column.
         let assigned = self.update_values.columns();
         let mut first = set.is_empty() && assigned.is_empty();
-        for column in self.touch.iter().filter(|c| !assigned.iter().any(|a| a == **c)) {
+        for column in self
+            .touch
+            .iter()
+            .filter(|c| !assigned.iter().any(|a| a == **c))
+        {
             if !first {
                 out.push_sql(", ");
             }

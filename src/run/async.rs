@@ -6,19 +6,24 @@
 //! meanwhile, since a scoped thread cannot outlive an `.await`.
 
 use crate::error::{Error, Result};
-use crate::plan::{byte_keys, inserted, BulkPlan, SinglePlan, SingleStep, Step};
+use crate::plan::{
+    byte_keys, inserted, names_a_row, BulkPlan, Narrowing, SinglePlan, SingleStep, Step,
+};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::GroupKeys;
+use crate::query_builder::nodes::{BulkRows, BulkUpsert, GroupKeys};
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::UpsertStatement;
+use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
-use crate::run::{bulk_columns, BulkQuery, Prepared, SingleCall};
+use crate::run::{bulk_columns, probed, refused, BulkQuery, Prepared, Probe, SingleCall, Stop};
 use crate::schema::Catalog;
 use crate::spec::{BulkSummary, Outcome};
 use crate::target::Target;
 use diesel::pg::Pg;
+use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use std::sync::Arc;
 
@@ -46,6 +51,36 @@ where
     };
     let catalog = lookup(statement.table_sql(), statement.target(), conn).await?;
     Prepared::new(statement, catalog, columns).map(Some)
+}
+
+/// [`sync::narrow`](crate::run::sync) on diesel-async: the input row PostgreSQL refused, each
+/// probe under a savepoint that is rolled back.
+async fn narrow<'q, T, R, Q, C>(
+    conn: &mut C,
+    mut narrowing: Narrowing<'q, T, R>,
+    key_columns: &[&'static str],
+    mut error: DieselError,
+    make: impl Fn(BulkRows<'q, T, R>) -> Q,
+) -> Error
+where
+    R: RowValues<T>,
+    Q: QueryFragment<Pg> + QueryId + Send + 'q,
+    C: AsyncConnection<Backend = Pg>,
+{
+    loop {
+        let rows = match narrowing.probe() {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return refused(&narrowing, key_columns, error),
+            Err(e) => return e,
+        };
+        let query = make(rows);
+        let savepoint = conn
+            .transaction(async move |conn| Err(Probe::of(query.execute(conn).await.map(drop))))
+            .await;
+        if let Some(error) = probed(&mut narrowing, savepoint, &mut error) {
+            return error;
+        }
+    }
 }
 
 /// A bulk call: one result per input row, in input order (the outcome only with `outcomes`).
@@ -76,27 +111,83 @@ where
         let ranks = GroupKeys { rows, key: &key }.load(conn).await?;
         plan.ranked(ranks)?;
     }
-    let (key, selection) = (&key, &selection);
-    conn.transaction(async move |conn| {
-        while let Some(step) = plan.next()? {
-            let classify = |e| classify_error(statement, catalog, e);
-            match BulkQuery::new(step, statement, key, selection())? {
-                BulkQuery::Upsert(query) => {
-                    let written = Sel::load_bulk_async(query, conn).await;
-                    plan.written(written.map_err(classify)?)?
+    let (key, selection, key_columns) = (&key, &selection, &key_columns);
+    let upsert = move |rows, flag, do_nothing| BulkUpsert {
+        statement,
+        rows,
+        key,
+        selection: selection(),
+        flag,
+        do_nothing,
+    };
+    let ended = conn
+        .transaction(
+            async move |conn| -> std::result::Result<_, Stop<'_, _, _>> {
+                let mut wrote = false;
+                while let Some(step) = plan.next()? {
+                    let classify = |e| classify_error(statement, catalog, e);
+                    match BulkQuery::new(step, statement, key, selection())? {
+                        BulkQuery::Upsert(query) => {
+                            let (flag, do_nothing) = (query.flag, query.do_nothing);
+                            let written = if wrote {
+                                conn.transaction(async |conn| {
+                                    Sel::load_bulk_async(query, conn).await
+                                })
+                                .await
+                            } else {
+                                Sel::load_bulk_async(query, conn).await
+                            };
+                            match written {
+                                Ok(written) => plan.written(written)?,
+                                Err(error) => {
+                                    let narrowing =
+                                        plan.narrowing().filter(|_| names_a_row(&error));
+                                    return Err(match narrowing {
+                                        Some(narrowing) if wrote => Stop::Error(
+                                            narrow(conn, narrowing, key_columns, error, |rows| {
+                                                upsert(rows, flag, do_nothing)
+                                            })
+                                            .await,
+                                        ),
+                                        Some(narrowing) => Stop::Refused {
+                                            narrowing,
+                                            error,
+                                            flag,
+                                            do_nothing,
+                                        },
+                                        None => Stop::Error(classify(error)),
+                                    });
+                                }
+                            }
+                            wrote = true;
+                        }
+                        BulkQuery::Fetch(query) => {
+                            plan.fetched(Sel::load_kept_async(query, conn).await?)?
+                        }
+                        BulkQuery::Insert(query) => {
+                            let inserted = Sel::load_single_async(query, conn).await;
+                            plan.inserted(inserted.map_err(classify)?)?;
+                            wrote = true;
+                        }
+                    }
                 }
-                BulkQuery::Fetch(query) => {
-                    plan.fetched(Sel::load_kept_async(query, conn).await?)?
-                }
-                BulkQuery::Insert(query) => {
-                    let inserted = Sel::load_single_async(query, conn).await;
-                    plan.inserted(inserted.map_err(classify)?)?
-                }
-            }
-        }
-        plan.finish()
-    })
-    .await
+                Ok(plan.finish()?)
+            },
+        )
+        .await;
+    match ended {
+        Ok(results) => Ok(results),
+        Err(Stop::Error(error)) => Err(error),
+        Err(Stop::Refused {
+            narrowing,
+            error,
+            flag,
+            do_nothing,
+        }) => Err(narrow(conn, narrowing, key_columns, error, |rows| {
+            upsert(rows, flag, do_nothing)
+        })
+        .await),
+    }
 }
 
 /// A bulk call that returns no rows, only how many input rows it inserted, updated and left
@@ -121,24 +212,69 @@ where
         let ranks = GroupKeys { rows, key: &key }.load(conn).await?;
         plan.ranked(ranks)?;
     }
-    conn.transaction(async move |conn| {
-        while let Some(step) = plan.next()? {
-            let Step::Count { rows, flag } = step else {
-                return Err(Error::internal("rows asked for in a call without rows"));
-            };
-            let query = BulkCount {
-                statement,
-                rows,
-                catalog,
-                flag,
-                do_nothing: false,
-            };
-            let counted = query.get_result(conn).await;
-            plan.counted(counted.map_err(|e| classify_error(statement, catalog, e))?)?;
-        }
-        plan.finish_counts()
-    })
-    .await
+    let key_columns = &key_columns;
+    let count = move |rows, flag| BulkCount {
+        statement,
+        rows,
+        catalog,
+        flag,
+        do_nothing: false,
+    };
+    let ended = conn
+        .transaction(
+            async move |conn| -> std::result::Result<_, Stop<'_, _, _>> {
+                let mut wrote = false;
+                while let Some(step) = plan.next()? {
+                    let Step::Count { rows, flag } = step else {
+                        return Err(Error::internal("rows asked for in a call without rows").into());
+                    };
+                    let query = count(rows, flag);
+                    let counted = if wrote {
+                        conn.transaction(async |conn| query.get_result(conn).await)
+                            .await
+                    } else {
+                        query.get_result(conn).await
+                    };
+                    match counted {
+                        Ok(counted) => plan.counted(counted)?,
+                        Err(error) => {
+                            let narrowing = plan.narrowing().filter(|_| names_a_row(&error));
+                            return Err(match narrowing {
+                                Some(narrowing) if wrote => Stop::Error(
+                                    narrow(conn, narrowing, key_columns, error, |rows| {
+                                        count(rows, flag)
+                                    })
+                                    .await,
+                                ),
+                                Some(narrowing) => Stop::Refused {
+                                    narrowing,
+                                    error,
+                                    flag,
+                                    do_nothing: false,
+                                },
+                                None => Stop::Error(classify_error(statement, catalog, error)),
+                            });
+                        }
+                    }
+                    wrote = true;
+                }
+                Ok(plan.finish_counts()?)
+            },
+        )
+        .await;
+    match ended {
+        Ok(summary) => Ok(summary),
+        Err(Stop::Error(error)) => Err(error),
+        Err(Stop::Refused {
+            narrowing,
+            error,
+            flag,
+            ..
+        }) => Err(narrow(conn, narrowing, key_columns, error, |rows| {
+            count(rows, flag)
+        })
+        .await),
+    }
 }
 
 /// A single-row call: the row and, when asked for (`outcomes`), its outcome (in a transaction

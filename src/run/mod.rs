@@ -11,18 +11,23 @@ pub(crate) mod returning;
 pub(crate) mod sync;
 
 use crate::error::{Error, Result};
-use crate::plan::{check_returnable, fixed_binds, inserted, Method, Settings, Step};
+use crate::literal;
+use crate::plan::{
+    check_returnable, fixed_binds, inserted, names_a_row, Method, Narrowing, Settings, Step,
+};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::{BulkUpsert, FetchKept};
 use crate::query_builder::single::{Inserted, UpsertReturning};
 use crate::query_builder::statement::{consistent_columns, UpsertStatement};
-use crate::rows::RowValues;
+use crate::rows::{RowValues, ValueOf};
 use crate::schema::{Catalog, InsertedFlag};
 use crate::spec::{ConflictAction, DuplicateKeys};
 use diesel::expression::Expression;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
+use diesel::result::Error as DieselError;
+use diesel::QueryResult;
 use std::sync::Arc;
 
 /// The columns every row of a bulk call supplies, checked with the target before anything is
@@ -208,4 +213,98 @@ impl<'q, S: UpsertStatement, Sel> BulkQuery<'q, S, Sel> {
             Step::Count { .. } => return Err(Error::internal("a count in a call with rows")),
         })
     }
+}
+
+/// [`Error::Row`] for the row a [`Narrowing`] found, or the statement's own error when the
+/// failure did not come back (no row can be named).
+pub(crate) fn refused<T, R: RowValues<T>>(
+    narrowing: &Narrowing<'_, T, R>,
+    key_columns: &[&'static str],
+    source: DieselError,
+) -> Error {
+    let Some((index, row)) = narrowing.refused() else {
+        return Error::Query(source);
+    };
+    let key = key_columns
+        .iter()
+        .map(|column| {
+            let value = literal::inline_binds(&ValueOf::<R, T>::new(row, column))
+                .unwrap_or_else(|_| "?".to_owned());
+            let name = literal::quote_identifier(column).unwrap_or_else(|_| column.to_string());
+            format!("{name} = {value}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Error::Row { index, key, source }
+}
+
+/// How a bulk call's transaction ended before its plan finished.
+pub(crate) enum Stop<'q, T, R> {
+    /// An error, returned as it is.
+    Error(Error),
+    /// The call's first write failed for one of its rows: the row is found once the call's
+    /// transaction is rolled back (nothing of the call is applied then, as when the statement
+    /// ran), with statements like the failed one (`flag`, `do_nothing`).
+    Refused {
+        narrowing: Narrowing<'q, T, R>,
+        error: DieselError,
+        flag: InsertedFlag,
+        do_nothing: bool,
+    },
+}
+
+impl<T, R> From<Error> for Stop<'_, T, R> {
+    fn from(error: Error) -> Self {
+        Stop::Error(error)
+    }
+}
+
+impl<T, R> From<DieselError> for Stop<'_, T, R> {
+    fn from(error: DieselError) -> Self {
+        Stop::Error(error.into())
+    }
+}
+
+/// What one probe of a [`Narrowing`] did, as the error of the savepoint it ran under (a probe's
+/// savepoint is always rolled back).
+pub(crate) enum Probe {
+    Passed,
+    Refused(DieselError),
+    Failed(DieselError),
+}
+
+impl Probe {
+    /// The probe that sent a statement with this result.
+    pub(crate) fn of(sent: QueryResult<()>) -> Self {
+        match sent {
+            Ok(()) => Probe::Passed,
+            Err(e) if names_a_row(&e) => Probe::Refused(e),
+            Err(e) => Probe::Failed(e),
+        }
+    }
+}
+
+impl From<DieselError> for Probe {
+    fn from(error: DieselError) -> Self {
+        Probe::Failed(error)
+    }
+}
+
+/// Takes what a probe's savepoint returned into `narrowing`, keeping the latest refusal in
+/// `error`; `Some` ends the search with an error that names no row (a probe failed otherwise).
+pub(crate) fn probed<T, R: RowValues<T>>(
+    narrowing: &mut Narrowing<'_, T, R>,
+    savepoint: std::result::Result<(), Probe>,
+    error: &mut DieselError,
+) -> Option<Error> {
+    match savepoint {
+        Err(Probe::Passed) => narrowing.probed(false),
+        Err(Probe::Refused(e)) => {
+            *error = e;
+            narrowing.probed(true);
+        }
+        Err(Probe::Failed(e)) => return Some(e.into()),
+        Ok(()) => return Some(Error::internal("a probe was committed")),
+    }
+    None
 }

@@ -2,20 +2,23 @@
 //! node and handing back what it returned. Everything a call decides is in `plan`.
 
 use crate::error::{Error, Result};
-use crate::plan::{byte_keys, inserted, BulkPlan, ByteKeys, SinglePlan, SingleStep, Step};
+use crate::plan::{
+    byte_keys, inserted, names_a_row, BulkPlan, ByteKeys, Narrowing, SinglePlan, SingleStep, Step,
+};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::GroupKeys;
+use crate::query_builder::nodes::{BulkRows, BulkUpsert, GroupKeys};
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
-use crate::run::{bulk_columns, BulkQuery, Prepared, SingleCall};
+use crate::run::{bulk_columns, probed, refused, BulkQuery, Prepared, Probe, SingleCall, Stop};
 use crate::spec::{BulkSummary, Outcome};
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
-use diesel::{Connection, RunQueryDsl};
+use diesel::result::Error as DieselError;
+use diesel::{Connection, QueryResult, RunQueryDsl};
 
 /// The bulk call's facts from the catalog, `None` for empty input (nothing is sent).
 fn prepare<S, C>(statement: &S, conn: &mut C) -> Result<Option<Prepared>>
@@ -46,6 +49,56 @@ where
         plan.ranked(GroupKeys { rows, key }.load(conn)?)?;
     }
     Ok(())
+}
+
+/// Sends a statement that writes rows: under a savepoint once the call has written (`wrote`), so
+/// that a failure leaves the earlier statements applied and the transaction usable, to find
+/// the refused row in ([`narrow`]). The first write needs none: the row is found after the
+/// call's transaction is rolled back.
+fn write<C, X>(
+    conn: &mut C,
+    wrote: bool,
+    send: impl FnOnce(&mut C) -> QueryResult<X>,
+) -> QueryResult<X>
+where
+    C: Connection<Backend = Pg>,
+{
+    if wrote {
+        conn.transaction(send)
+    } else {
+        send(conn)
+    }
+}
+
+/// The input row PostgreSQL refused when a statement failed with `error` ([`Narrowing`]): each
+/// probe, the failed statement for some of its rows (`send`), runs under a savepoint that is
+/// rolled back. An error of a probe that names no row ends the search with that error.
+///
+/// `send` loads the statement's rows rather than executing it: Diesel's `execute` walks the
+/// query through a reference, whose `collect_binds` is the default one, and the arrays would
+/// go without their element types.
+fn narrow<'q, T, R, C>(
+    conn: &mut C,
+    mut narrowing: Narrowing<'q, T, R>,
+    key_columns: &[&'static str],
+    mut error: DieselError,
+    send: impl Fn(BulkRows<'q, T, R>, &mut C) -> QueryResult<()>,
+) -> Error
+where
+    R: RowValues<T>,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    loop {
+        let rows = match narrowing.probe() {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return refused(&narrowing, key_columns, error),
+            Err(e) => return e,
+        };
+        let savepoint = conn.transaction(|conn| Err(Probe::of(send(rows, conn))));
+        if let Some(error) = probed(&mut narrowing, savepoint, &mut error) {
+            return error;
+        }
+    }
 }
 
 /// Runs `other` on a scoped second thread while `here` runs on this one: `here`'s result and
@@ -130,25 +183,78 @@ where
     let keys = parallel_byte_keys(rows, &key);
     let mut plan = BulkPlan::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
     group(&mut plan, &key, conn)?;
-    conn.transaction(|conn| {
+    let mut wrote = false;
+    let upsert = |rows, flag, do_nothing| BulkUpsert {
+        statement,
+        rows,
+        key: &key,
+        selection: selection(),
+        flag,
+        do_nothing,
+    };
+    let ended = conn.transaction(|conn| -> std::result::Result<_, Stop<'_, _, _>> {
         while let Some(step) = plan.next()? {
             let classify = |e| classify_error(statement, catalog, e);
             match BulkQuery::new(step, statement, &key, selection())? {
                 BulkQuery::Upsert(query) => {
-                    let written = overlapped(&mut plan, || Sel::load_bulk(query, conn));
-                    plan.written(written.map_err(classify)?)?
+                    let (flag, do_nothing) = (query.flag, query.do_nothing);
+                    let written = write(conn, wrote, |conn| {
+                        overlapped(&mut plan, || Sel::load_bulk(query, conn))
+                    });
+                    match written {
+                        Ok(written) => plan.written(written)?,
+                        Err(error) => {
+                            return Err(match plan.narrowing().filter(|_| names_a_row(&error)) {
+                                Some(narrowing) if wrote => Stop::Error(narrow(
+                                    conn,
+                                    narrowing,
+                                    &key_columns,
+                                    error,
+                                    |rows, conn| {
+                                        Sel::load_bulk(upsert(rows, flag, do_nothing), conn)
+                                            .map(drop)
+                                    },
+                                )),
+                                Some(narrowing) => Stop::Refused {
+                                    narrowing,
+                                    error,
+                                    flag,
+                                    do_nothing,
+                                },
+                                None => Stop::Error(classify(error)),
+                            })
+                        }
+                    }
+                    wrote = true;
                 }
                 BulkQuery::Fetch(query) => {
                     let kept = overlapped(&mut plan, || Sel::load_kept(query, conn));
                     plan.fetched(kept?)?
                 }
                 BulkQuery::Insert(query) => {
-                    plan.inserted(Sel::load_single(query, conn).map_err(classify)?)?
+                    plan.inserted(Sel::load_single(query, conn).map_err(classify)?)?;
+                    wrote = true;
                 }
             }
         }
-        plan.finish()
-    })
+        Ok(plan.finish()?)
+    });
+    match ended {
+        Ok(results) => Ok(results),
+        Err(Stop::Error(error)) => Err(error),
+        Err(Stop::Refused {
+            narrowing,
+            error,
+            flag,
+            do_nothing,
+        }) => Err(narrow(
+            conn,
+            narrowing,
+            &key_columns,
+            error,
+            |rows, conn| Sel::load_bulk(upsert(rows, flag, do_nothing), conn).map(drop),
+        )),
+    }
 }
 
 /// A bulk call that returns no rows, only how many input rows it inserted, updated and left
@@ -170,23 +276,64 @@ where
     let keys = parallel_byte_keys(rows, &key);
     let mut plan = BulkPlan::<_, _, ()>::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
     group(&mut plan, &key, conn)?;
-    conn.transaction(|conn| {
+    let mut wrote = false;
+    let count = |rows, flag| BulkCount {
+        statement,
+        rows,
+        catalog,
+        flag,
+        do_nothing: false,
+    };
+    let ended = conn.transaction(|conn| -> std::result::Result<_, Stop<'_, _, _>> {
         while let Some(step) = plan.next()? {
             let Step::Count { rows, flag } = step else {
-                return Err(Error::internal("rows asked for in a call without rows"));
+                return Err(Error::internal("rows asked for in a call without rows").into());
             };
-            let query = BulkCount {
-                statement,
-                rows,
-                catalog,
-                flag,
-                do_nothing: false,
-            };
-            let counted = overlapped(&mut plan, || query.get_result(conn));
-            plan.counted(counted.map_err(|e| classify_error(statement, catalog, e))?)?;
+            let query = count(rows, flag);
+            let counted = write(conn, wrote, |conn| {
+                overlapped(&mut plan, || query.get_result(conn))
+            });
+            match counted {
+                Ok(counted) => plan.counted(counted)?,
+                Err(error) => {
+                    return Err(match plan.narrowing().filter(|_| names_a_row(&error)) {
+                        Some(narrowing) if wrote => Stop::Error(narrow(
+                            conn,
+                            narrowing,
+                            &key_columns,
+                            error,
+                            |rows, conn| count(rows, flag).get_result::<(i64, i64)>(conn).map(drop),
+                        )),
+                        Some(narrowing) => Stop::Refused {
+                            narrowing,
+                            error,
+                            flag,
+                            do_nothing: false,
+                        },
+                        None => Stop::Error(classify_error(statement, catalog, error)),
+                    })
+                }
+            }
+            wrote = true;
         }
-        plan.finish_counts()
-    })
+        Ok(plan.finish_counts()?)
+    });
+    match ended {
+        Ok(summary) => Ok(summary),
+        Err(Stop::Error(error)) => Err(error),
+        Err(Stop::Refused {
+            narrowing,
+            error,
+            flag,
+            ..
+        }) => Err(narrow(
+            conn,
+            narrowing,
+            &key_columns,
+            error,
+            |rows, conn| count(rows, flag).get_result::<(i64, i64)>(conn).map(drop),
+        )),
+    }
 }
 
 /// A single-row call: the row and, when asked for (`outcomes`), its outcome (in a transaction

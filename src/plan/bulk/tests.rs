@@ -479,3 +479,70 @@ fn the_first_statement_is_short_and_the_next_rows_can_be_encoded_ahead() {
         }
     );
 }
+
+/// The positions a probe sends.
+fn probe_positions<T, R: RowValues<T>>(rows: &BulkRows<'_, T, R>) -> Vec<i32> {
+    match rows {
+        BulkRows::Arrays(a) => a.positions.clone(),
+        BulkRows::Values(v) => v.iter().map(|(i, _)| *i as i32).collect(),
+    }
+}
+
+#[test]
+fn a_failed_statement_is_bisected_to_the_first_row_whose_prefix_fails() {
+    let catalog = catalog();
+    let key = KeyShape::new(vec![KeyPart::Column("k")], &catalog).unwrap();
+    let keys: Vec<&'static str> = (0..100)
+        .map(|i| &*Box::leak(format!("k{i:03}").into_boxed_str()))
+        .collect();
+    // Input in reverse key order: the statement sends input row 99 first.
+    let input: Vec<New> = keys.iter().rev().map(|k| new(Some(k), 1)).collect();
+    let statement = diesel::insert_into(t::table).values(&input);
+    let rows = statement.records.rows();
+    let mut plan: BulkPlan<_, _, &str> =
+        BulkPlan::new(rows, &key, KEY_COLUMNS, settings(XMAX, None)).unwrap();
+    let Some(Step::Upsert { rows: sent, .. }) = plan.next().unwrap() else {
+        panic!("an upsert first");
+    };
+    let order = probe_positions(&sent);
+    assert_eq!(order.len(), 100);
+    // The row sent 38th (input row 61) is the one PostgreSQL refuses.
+    let refused_at = 37;
+    let mut narrowing = plan.narrowing().expect("an upsert was sent");
+    let mut probes = 0;
+    while let Some(probe) = narrowing.probe().unwrap() {
+        let sent = probe_positions(&probe);
+        assert_eq!(
+            sent,
+            order[..sent.len()],
+            "a probe sends a prefix, in order"
+        );
+        narrowing.probed(sent.len() > refused_at);
+        probes += 1;
+    }
+    assert!(probes <= 8, "{probes} probes for 100 rows");
+    let (position, _) = narrowing.refused().unwrap();
+    assert_eq!(position, order[refused_at] as usize);
+    assert_eq!(position, 62);
+}
+
+#[test]
+fn a_failure_no_probe_reproduces_names_no_row() {
+    let catalog = catalog();
+    let key = KeyShape::new(vec![KeyPart::Column("k")], &catalog).unwrap();
+    let input = vec![new(Some("a"), 1), new(Some("b"), 1), new(Some("c"), 1)];
+    let statement = diesel::insert_into(t::table).values(&input);
+    let rows = statement.records.rows();
+    let mut plan: BulkPlan<_, _, &str> =
+        BulkPlan::new(rows, &key, KEY_COLUMNS, settings(XMAX, None)).unwrap();
+    assert!(matches!(plan.next().unwrap(), Some(Step::Upsert { .. })));
+    let mut narrowing = plan.narrowing().unwrap();
+    let mut lengths = Vec::new();
+    while let Some(probe) = narrowing.probe().unwrap() {
+        lengths.push(probe.len());
+        narrowing.probed(false);
+    }
+    // Bisection, then the whole statement again to confirm: it passes now.
+    assert_eq!(lengths, [1, 2, 3]);
+    assert!(narrowing.refused().is_none());
+}
