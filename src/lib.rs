@@ -64,7 +64,8 @@
 //! - `pool` (feature `r2d2`) and [`retry`]: an r2d2 pool with upsert-friendly defaults, and retries for
 //!   serialization failures and deadlocks.
 //! - Typed [`Error`]s: no matching unique index (with the `CREATE UNIQUE INDEX` that would
-//!   match), invalid targets.
+//!   match), invalid targets, and the input row PostgreSQL refused in a bulk call
+//!   ([`Error::Row`]).
 //!
 //! ## Crate features
 //!
