@@ -921,6 +921,44 @@ fn a_failure_in_the_last_chunk_leaves_none_of_the_rows() {
 }
 
 #[test]
+fn a_refused_row_sent_in_a_values_list_is_found_too() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Integer;
+    let conn = &mut test_connection();
+    bulk_items_table(&mut connection());
+    let p = unique_key("fail-values");
+    let keys: Vec<String> = (0..40_000).map(|i| format!("{p}-{i:06}")).collect();
+    // `abs($n) - $m` is an expression: these rows go as VALUES lists, two statements here.
+    let rows: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let minus = if i == 33_333 { 5 } else { 0 };
+            (
+                bulk_items::k.eq(Some(k.as_str())),
+                bulk_items::v.eq(sql::<Integer>("abs(")
+                    .bind::<Integer, _>(i as i32 % 3)
+                    .sql(") - ")
+                    .bind::<Integer, _>(minus)),
+            )
+        })
+        .collect();
+    let error = diesel::insert_into(bulk_items::table)
+        .values(&rows)
+        .on_conflict_do(bulk_items::k, ConflictAction::Update)
+        .bulk_insert::<i64, _>(conn)
+        .unwrap_err();
+    match &error {
+        Error::Row { index, key, .. } => {
+            assert_eq!(*index, 33_333);
+            assert_eq!(key, &format!("\"k\" = '{}'::text", keys[33_333]));
+        }
+        other => panic!("expected Error::Row, got {other:?}"),
+    }
+    assert_eq!(count_items(conn, &p), 0);
+}
+
+#[test]
 fn a_row_refused_by_the_first_statement_outside_a_transaction_is_found_after_the_rollback() {
     let conn = &mut connection();
     bulk_items_table(conn);
