@@ -3,12 +3,11 @@
 //! connections of its deadpool and bb8 pools). It differs from the synchronous driver only in
 //! waiting for the server with `.await`, and in encoding each statement's rows when the
 //! statement is sent: the rows of the next statement are not encoded on a second thread
-//! meanwhile, since a scoped thread cannot outlive an `.await`.
+//! meanwhile, since a scoped thread cannot outlive an `.await` (the keys of a large input are
+//! still read on two threads, before the first statement).
 
 use crate::error::{Error, Result};
-use crate::plan::{
-    byte_keys, inserted, names_a_row, BulkPlan, Narrowing, SinglePlan, SingleStep, Step,
-};
+use crate::plan::{inserted, names_a_row, BulkPlan, Narrowing, SinglePlan, SingleStep, Step};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::{BulkRows, BulkUpsert, GroupKeys};
@@ -17,7 +16,9 @@ use crate::query_builder::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
-use crate::run::{bulk_columns, probed, refused, BulkQuery, Prepared, Probe, SingleCall, Stop};
+use crate::run::{
+    bulk_columns, parallel_byte_keys, probed, refused, BulkQuery, Prepared, Probe, SingleCall, Stop,
+};
 use crate::schema::Catalog;
 use crate::spec::{BulkSummary, Outcome};
 use crate::target::Target;
@@ -105,7 +106,7 @@ where
     let key = prepared.key(statement)?;
     let key_columns = key.columns();
     let settings = prepared.rows_settings(statement, &key, selection(), outcomes)?;
-    let keys = byte_keys(rows, &key);
+    let keys = parallel_byte_keys(rows, &key);
     let mut plan = BulkPlan::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
     if let Some(rows) = plan.grouping()? {
         let ranks = GroupKeys { rows, key: &key }.load(conn).await?;
@@ -206,7 +207,7 @@ where
     let rows = statement.rows();
     let key = prepared.key(statement)?;
     let key_columns = key.columns();
-    let keys = byte_keys(rows, &key);
+    let keys = parallel_byte_keys(rows, &key);
     let mut plan = BulkPlan::<_, _, ()>::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
     if let Some(rows) = plan.grouping()? {
         let ranks = GroupKeys { rows, key: &key }.load(conn).await?;

@@ -13,7 +13,8 @@ pub(crate) mod sync;
 use crate::error::{Error, Result};
 use crate::literal;
 use crate::plan::{
-    check_returnable, fixed_binds, inserted, names_a_row, Method, Narrowing, Settings, Step,
+    byte_keys, check_returnable, fixed_binds, inserted, names_a_row, ByteKeys, Method, Narrowing,
+    Settings, Step,
 };
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
@@ -307,4 +308,43 @@ pub(crate) fn probed<T, R: RowValues<T>>(
         Ok(()) => return Some(Error::internal("a probe was committed")),
     }
     None
+}
+
+/// Runs `other` on a scoped second thread while `here` runs on this one: `here`'s result and
+/// `other`'s, `None` when no thread could be started (then `other` has not run). A panic on the
+/// second thread goes on here.
+pub(crate) fn alongside<A: Send, B>(
+    other: impl FnOnce() -> A + Send,
+    here: impl FnOnce() -> B,
+) -> (B, Option<A>) {
+    std::thread::scope(|scope| {
+        let other = std::thread::Builder::new()
+            .name("diesel-upsert".into())
+            .spawn_scoped(scope, other);
+        let here = here();
+        let other = other.ok().map(|other| {
+            other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (here, other)
+    })
+}
+
+/// The rows' byte keys ([`byte_keys`]; `None`: PostgreSQL ranks the keys), a large input's two
+/// halves read on two threads: nothing else runs yet, the server waits for the first statement.
+/// (On the async driver the task's thread waits for both halves, as it would for one.)
+pub(crate) fn parallel_byte_keys<T, R>(rows: &[R], key: &KeyShape<'_>) -> Option<ByteKeys>
+where
+    R: RowValues<T> + Sync,
+{
+    const TWO_THREADS_FROM: usize = 10_000;
+    if rows.len() < TWO_THREADS_FROM {
+        return byte_keys(rows, key);
+    }
+    let (first, second) = rows.split_at(rows.len() / 2);
+    let (mut keys, rest) = alongside(|| byte_keys(second, key), || byte_keys(first, key));
+    let rest = rest.unwrap_or_else(|| byte_keys(second, key));
+    keys.as_mut()?.append(rest?);
+    keys
 }

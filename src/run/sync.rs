@@ -2,9 +2,7 @@
 //! node and handing back what it returned. Everything a call decides is in `plan`.
 
 use crate::error::{Error, Result};
-use crate::plan::{
-    byte_keys, inserted, names_a_row, BulkPlan, ByteKeys, Narrowing, SinglePlan, SingleStep, Step,
-};
+use crate::plan::{inserted, names_a_row, BulkPlan, Narrowing, SinglePlan, SingleStep, Step};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::{BulkRows, BulkUpsert, GroupKeys};
@@ -13,7 +11,10 @@ use crate::query_builder::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
-use crate::run::{bulk_columns, probed, refused, BulkQuery, Prepared, Probe, SingleCall, Stop};
+use crate::run::{
+    alongside, bulk_columns, parallel_byte_keys, probed, refused, BulkQuery, Prepared, Probe,
+    SingleCall, Stop,
+};
 use crate::spec::{BulkSummary, Outcome};
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
@@ -101,27 +102,6 @@ where
     }
 }
 
-/// Runs `other` on a scoped second thread while `here` runs on this one: `here`'s result and
-/// `other`'s, `None` when no thread could be started (then `other` has not run). A panic on the
-/// second thread goes on here.
-fn alongside<A: Send, B>(
-    other: impl FnOnce() -> A + Send,
-    here: impl FnOnce() -> B,
-) -> (B, Option<A>) {
-    std::thread::scope(|scope| {
-        let other = std::thread::Builder::new()
-            .name("diesel-upsert".into())
-            .spawn_scoped(scope, other);
-        let here = here();
-        let other = other.ok().map(|other| {
-            other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        });
-        (here, other)
-    })
-}
-
 /// Runs `send` (the statement [`BulkPlan::next`] just returned, on the connection) while the
 /// rows of the next statement are encoded on a second thread, so that the client's encoding
 /// hides behind the server's execution. Without a second thread (none could be started, or
@@ -139,23 +119,6 @@ where
         plan.ahead(ahead);
     }
     sent
-}
-
-/// The rows' byte keys ([`byte_keys`]; `None`: PostgreSQL ranks the keys), a large input's two
-/// halves read on two threads: nothing else runs yet, the server waits for the first statement.
-fn parallel_byte_keys<T, R>(rows: &[R], key: &KeyShape<'_>) -> Option<ByteKeys>
-where
-    R: RowValues<T> + Sync,
-{
-    const TWO_THREADS_FROM: usize = 10_000;
-    if rows.len() < TWO_THREADS_FROM {
-        return byte_keys(rows, key);
-    }
-    let (first, second) = rows.split_at(rows.len() / 2);
-    let (mut keys, rest) = alongside(|| byte_keys(second, key), || byte_keys(first, key));
-    let rest = rest.unwrap_or_else(|| byte_keys(second, key));
-    keys.as_mut()?.append(rest?);
-    keys
 }
 
 /// A bulk call: one result per input row, in input order (the outcome only with `outcomes`).
