@@ -48,7 +48,7 @@ use crate::retry::{Attempts, RetryPolicy};
 use crate::rows::{BatchRows, Records, SingleRow};
 use crate::run::r#async as driver;
 use crate::run::returning::Returning;
-use crate::spec::{BulkSummary, ConflictAction, Outcome};
+use crate::spec::{BulkSummary, ConflictAction, Outcome, UpdateOutcome};
 use crate::target::IntoConflictTarget;
 use crate::upsert::{ModelSelection, PrimaryKey};
 use diesel::pg::Pg;
@@ -60,7 +60,7 @@ use std::future::Future;
 /// Everything needed to write upserts on diesel-async:
 /// `use diesel_upsert::asynchronous::prelude::*;` (instead of `diesel_upsert::prelude::*`).
 pub mod prelude {
-    pub use super::{RunUpsertDsl, UpsertDsl};
+    pub use super::{RunBulkUpdateDsl, RunUpsertDsl, UpsertDsl};
     pub use crate::hstore::HstoreExpressionMethods;
     pub use crate::spec::{ConflictAction, Outcome};
     pub use crate::sql_types::Hstore;
@@ -484,6 +484,58 @@ pub trait RunUpsertDsl: UpsertStatement + Sized + Send + Sync {
 }
 
 impl<S: UpsertStatement + Send + Sync> RunUpsertDsl for S {}
+
+/// The terminal of a [`BulkUpdate`](crate::BulkUpdate) on diesel-async's connections: the
+/// same as [`crate::RunBulkUpdateDsl::apply`], returning a future.
+pub trait RunBulkUpdateDsl: Sized {
+    /// Runs the bulk update; see [`crate::RunBulkUpdateDsl::apply`].
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::asynchronous::prelude::*;
+    /// use diesel_upsert::{bulk_update, UpdateOutcome};
+    ///
+    /// # fn main() { harness::block_on(run()).unwrap() }
+    /// # async fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_async_connection().await;
+    /// let rows = vec![NewProduct::new("ASYNC-BUP", "Cup")];
+    /// diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .bulk_execute(conn)
+    ///     .await?;
+    /// let changes = vec![(products::sku.eq("ASYNC-BUP"), products::name.eq("Mug"))];
+    /// let outcomes = bulk_update(products::table)
+    ///     .set(&changes)
+    ///     .by(products::sku)
+    ///     .apply(conn)
+    ///     .await?;
+    /// assert_eq!(outcomes, [UpdateOutcome::Updated]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn apply<C>(self, conn: &mut C) -> impl Future<Output = Result<Vec<UpdateOutcome>>> + Send
+    where
+        C: AsyncConnection<Backend = Pg>;
+}
+
+impl<T, U, Op> RunBulkUpdateDsl for crate::BulkUpdate<T, U, Op>
+where
+    T: Table,
+    U: BatchRows<T>,
+    OnConflictDo<T, U, Op>: UpsertStatement<Table = T> + Send + Sync,
+    <OnConflictDo<T, U, Op> as UpsertStatement>::Row: Sync,
+{
+    // Not `async fn`: the `Send` of the future is proven here, from the bounds, rather than at
+    // each call site (where higher-ranked lifetimes defeat it).
+    #[allow(clippy::manual_async_fn)]
+    fn apply<C>(self, conn: &mut C) -> impl Future<Output = Result<Vec<UpdateOutcome>>> + Send
+    where
+        C: AsyncConnection<Backend = Pg>,
+    {
+        async move { driver::bulk_update(&self.0, conn).await }
+    }
+}
 
 /// [`crate::retry::retry`] for async code: runs `attempt` on `conn` until it succeeds, fails for
 /// a non-transient reason (not a serialization failure or deadlock), or `policy` runs out of

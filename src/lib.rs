@@ -59,6 +59,9 @@
 //!   consistency and duplicate keys (as the unique index compares them) checked before writing
 //!   ([`on_duplicate_keys`](OnConflictDo::on_duplicate_keys), [`DuplicateKeys`]); key-ordered,
 //!   chunked, all in one transaction.
+//! - [`bulk_update`]: existing rows updated from a batch keyed by the primary key or a unique
+//!   key, with an [`UpdateOutcome`] per input row (updated, unchanged or missing, never
+//!   inserted).
 //! - [`sql_types::Hstore`], [`HstoreMap`] and [`HstoreExpressionMethods::key`]: hstore columns,
 //!   hstore-key conflict targets and [`hstore`] migration helpers.
 //! - `pool` (feature `r2d2`) and [`retry`]: an r2d2 pool with upsert-friendly defaults, and retries for
@@ -96,6 +99,7 @@ mod run;
 mod schema;
 mod spec;
 mod target;
+mod update;
 mod upsert;
 
 pub use crate::error::{Error, Result};
@@ -103,8 +107,9 @@ pub use crate::hstore::{HstoreExpressionMethods, HstoreMap};
 pub use crate::query_builder::statement::OnConflictDo;
 pub use crate::rows::{BatchRows, Records, RowValues, SingleRow};
 pub use crate::run::returning::Returning;
-pub use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome};
+pub use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome, UpdateOutcome};
 pub use crate::target::{ColumnSet, IntoConflictTarget, OnConstraint, TargetElement};
+pub use crate::update::{bulk_update, BulkUpdate, BulkUpdateSet, RunBulkUpdateDsl};
 pub use crate::upsert::{ModelSelection, PrimaryKey, RunUpsertDsl, TimestampType, UpsertDsl};
 
 /// A named unique or exclusion constraint as conflict target:
@@ -127,6 +132,7 @@ pub mod prelude {
     pub use crate::hstore::HstoreExpressionMethods;
     pub use crate::spec::{ConflictAction, Outcome};
     pub use crate::sql_types::Hstore;
+    pub use crate::update::RunBulkUpdateDsl;
     pub use crate::upsert::{RunUpsertDsl, UpsertDsl};
 }
 #[cfg(doctest)]

@@ -65,3 +65,15 @@ pub struct BulkSummary {
     /// with another input row that was sent instead.
     pub unchanged: usize,
 }
+
+/// What `bulk_update` did to one input row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpdateOutcome {
+    /// The stored row with the input row's key was updated.
+    Updated,
+    /// The stored row already held the new values and was not written (`skip_unchanged`).
+    Unchanged,
+    /// No stored row has the input row's key (or the key has a NULL): nothing was written,
+    /// nothing inserted.
+    Missing,
+}

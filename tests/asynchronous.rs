@@ -350,6 +350,19 @@ async fn the_futures_are_send_and_run_in_spawned_tasks() {
         .await
         .unwrap();
         let _: Vec<Product> = send(bulk().bulk_upsert(target, conn)).await.unwrap();
+        let renames: Vec<_> = rows
+            .iter()
+            .map(|s| (products::sku.eq(s.clone()), products::name.eq("renamed")))
+            .collect();
+        let updated = send(
+            diesel_upsert::bulk_update(products::table)
+                .set(&renames)
+                .by(target)
+                .apply(conn),
+        )
+        .await
+        .unwrap();
+        assert_eq!(updated, [diesel_upsert::UpdateOutcome::Updated; 3]);
         assert_eq!((row.id, outcome), (id, Outcome::Unchanged));
         assert_eq!(got.iter().map(|p| p.id).collect::<Vec<_>>(), ids);
         assert!(with.iter().all(|(_, o)| *o == Outcome::Unchanged));

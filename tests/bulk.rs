@@ -1630,3 +1630,50 @@ fn bulk_execute_chunks_large_calls_and_counts_rows_without_a_key() {
         .unwrap();
     assert_eq!(v, 4);
 }
+
+/// The statements of `bulk_update` (shown in docs/bulk.md, checked here): the rows that exist
+/// locked in key order, then updated from the input, all in one transaction.
+#[test]
+fn bulk_update_locks_in_key_order_then_updates_and_docs_show_it() {
+    use diesel_upsert::bulk_update;
+    let conn = &mut test_connection();
+    diesel::insert_into(products::table)
+        .values(&NewProduct::new("DOC-BU-1", "Cup"))
+        .execute(conn)
+        .unwrap();
+    let changes = vec![(products::sku.eq("DOC-BU-1"), products::name.eq("Mug"))];
+    // Warm the catalog cache: the page shows the call's own statements.
+    let _ = bulk_update(products::table)
+        .set(&changes)
+        .by(products::sku)
+        .skip_unchanged()
+        .apply(conn)
+        .unwrap();
+    let sent = SentSql::attach(conn);
+    bulk_update(products::table)
+        .set(&changes)
+        .by(products::sku)
+        .skip_unchanged()
+        .apply(conn)
+        .unwrap();
+    let statements: Vec<String> = sent
+        .take()
+        .into_iter()
+        .map(|s| s.split(" -- binds: ").next().unwrap().to_owned())
+        .collect();
+    let lock = r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM unnest($1, $2) AS "__upsert_row"("sku", "__upsert_ord")) SELECT "__upsert_input"."__upsert_ord", "__upsert_locked".* FROM "__upsert_input" CROSS JOIN LATERAL (SELECT true FROM "products" WHERE "__upsert_input"."__upsert_k0" = "products"."sku" FOR UPDATE) AS "__upsert_locked""#;
+    let update = r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM unnest($1, $2, $3) AS "__upsert_row"("sku", "name", "__upsert_ord")) UPDATE "products" SET "name" = "__upsert_input"."name" FROM "__upsert_input" WHERE "__upsert_input"."__upsert_k0" = "products"."sku" AND (ROW("products"."name"))::record *<> (ROW("__upsert_input"."name"))::record RETURNING "__upsert_input"."__upsert_ord""#;
+    assert_eq!(
+        statements,
+        [
+            "SAVEPOINT diesel_savepoint_1",
+            lock,
+            update,
+            "RELEASE SAVEPOINT diesel_savepoint_1"
+        ]
+    );
+    let page = include_str!("../docs/bulk.md");
+    for statement in [lock, update] {
+        assert!(page.contains(statement), "docs/bulk.md shows: {statement}");
+    }
+}

@@ -557,6 +557,116 @@ on_both_drivers! {
         Ok(())
     }
 
+    /// `bulk_update`: per input row, in input order, updated, unchanged (`skip_unchanged`) or
+    /// missing (never inserted); keyed by a unique column or by the primary key.
+    fn bulk_update_reports_each_row_and_inserts_nothing(conn) {
+        use diesel_upsert::{bulk_update, UpdateOutcome};
+        let p = unique_key("drv-bu");
+        let skus: Vec<String> = (0..6).map(|i| format!("{p}-{i}")).collect();
+        let stored: Vec<_> = skus[..4].iter().map(|s| NewProduct::new(s, "old").qty(1)).collect();
+        diesel::insert_into(products::table).values(&stored).execute(conn).wait()?;
+        // Input in another order than the keys; -1 and -3 are unchanged, -4 and -5 missing.
+        let order = [5, 1, 2, 4, 0, 3];
+        let changes: Vec<_> = order
+            .iter()
+            .map(|&i| {
+                let qty = if i % 2 == 1 { 1 } else { 10 + i as i32 };
+                (products::sku.eq(skus[i].clone()), products::qty.eq(qty))
+            })
+            .collect();
+        let outcomes = bulk_update(products::table)
+            .set(&changes)
+            .by(products::sku)
+            .skip_unchanged()
+            .apply(conn)
+            .wait()?;
+        use UpdateOutcome::*;
+        assert_eq!(outcomes, [Missing, Unchanged, Updated, Missing, Updated, Unchanged]);
+        let now: Vec<(String, i32)> = products::table
+            .filter(products::sku.like(format!("{p}-%")))
+            .order(products::sku)
+            .select((products::sku, products::qty))
+            .load(conn)
+            .wait()?;
+        let expected: Vec<(String, i32)> =
+            [(0, 10), (1, 1), (2, 12), (3, 1)].iter().map(|&(i, q)| (skus[i].clone(), q)).collect();
+        assert_eq!(now, expected, "missing keys are not inserted");
+        // By the primary key (the default), without skip_unchanged: identical rows are written.
+        let ids: Vec<i64> = products::table
+            .filter(products::sku.like(format!("{p}-%")))
+            .order(products::sku)
+            .select(products::id)
+            .load(conn)
+            .wait()?;
+        let by_id = vec![
+            (products::id.eq(ids[1]), products::name.eq("renamed")),
+            (products::id.eq(-1), products::name.eq("nobody")),
+        ];
+        let outcomes = bulk_update(products::table).set(&by_id).apply(conn).wait()?;
+        assert_eq!(outcomes, [Updated, Missing]);
+        let name: String = products::table.find(ids[1]).select(products::name).get_result(conn).wait()?;
+        assert_eq!(name, "renamed");
+        Ok(())
+    }
+
+    /// `bulk_update` rejects, before writing, rows sharing a key, rows with nothing to set and
+    /// a key no unique index backs; a refused row is named; large batches are chunked.
+    fn bulk_update_checks_its_input_and_chunks(conn) {
+        use diesel_upsert::{bulk_update, UpdateOutcome};
+        bulk_items_table(&mut connection());
+        let p = unique_key("drv-bu-chunk");
+        let rows = items(&p, 45_000);
+        diesel::insert_into(bulk_items::table)
+            .values(&rows[..44_000])
+            .on_conflict_do(bulk_items::k, ConflictAction::Update)
+            .bulk_execute(conn)
+            .wait()?;
+        let changes: Vec<_> = rows
+            .iter()
+            .rev()
+            .map(|r| (bulk_items::k.eq(r.k.clone()), bulk_items::v.eq(r.v + 1)))
+            .collect();
+        let outcomes = bulk_update(bulk_items::table)
+            .set(&changes)
+            .by(bulk_items::k)
+            .apply(conn)
+            .wait()?;
+        let updated = outcomes.iter().filter(|o| **o == UpdateOutcome::Updated).count();
+        assert_eq!((updated, outcomes.len()), (44_000, 45_000));
+        assert!(outcomes[..1_000].iter().all(|o| *o == UpdateOutcome::Missing));
+        let sum: Option<i64> = bulk_items::table
+            .filter(bulk_items::k.like(format!("{p}-%")))
+            .select(diesel::dsl::sum(bulk_items::v))
+            .get_result(conn)
+            .wait()?;
+        assert_eq!(sum, Some((1..=44_000_i64).sum()));
+
+        let dup = vec![
+            (bulk_items::k.eq(rows[0].k.clone()), bulk_items::v.eq(7)),
+            (bulk_items::k.eq(rows[0].k.clone()), bulk_items::v.eq(8)),
+        ];
+        let error = bulk_update(bulk_items::table).set(&dup).by(bulk_items::k).apply(conn).wait().unwrap_err();
+        assert!(matches!(error, Error::DuplicateConflictKey { .. }), "{error:?}");
+        let keys_only = vec![(bulk_items::k.eq(rows[0].k.clone()),)];
+        let error = bulk_update(bulk_items::table).set(&keys_only).by(bulk_items::k).apply(conn).wait().unwrap_err();
+        assert!(matches!(error, Error::Unsupported { .. }), "{error:?}");
+        let by_value = vec![(bulk_items::v.eq(1), bulk_items::k.eq(Some("x")))];
+        let error = bulk_update(bulk_items::table).set(&by_value).by(bulk_items::v).apply(conn).wait().unwrap_err();
+        assert!(matches!(error, Error::NoMatchingUniqueIndex { .. }), "{error:?}");
+
+        let mut bad = changes.clone();
+        bad[40_000] = (bulk_items::k.eq(rows[4_999].k.clone()), bulk_items::v.eq(-1));
+        let error = bulk_update(bulk_items::table).set(&bad).by(bulk_items::k).apply(conn).wait().unwrap_err();
+        assert!(matches!(error, Error::Row { index: 40_000, .. }), "{error:?}");
+        let after: Option<i64> = bulk_items::table
+            .filter(bulk_items::k.like(format!("{p}-%")))
+            .select(diesel::dsl::sum(bulk_items::v))
+            .get_result(conn)
+            .wait()?;
+        assert_eq!(after, sum, "nothing of the refused call is written");
+        Ok(())
+    }
+
     /// 45 000 rows go in three statements (2 000, then up to 20 000 each) of one transaction;
     /// a failing row in the last one leaves none of them.
     fn large_batches_are_chunked_all_or_nothing(conn) {

@@ -24,7 +24,7 @@ use crate::query_builder::nodes::BulkRows;
 use crate::rows::RowValues;
 use crate::run::returning::Written;
 use crate::schema::InsertedFlag;
-use crate::spec::{BulkSummary, DuplicateKeys, Outcome};
+use crate::spec::{BulkSummary, DuplicateKeys, Outcome, UpdateOutcome};
 
 /// The next statement of a bulk call: the driver builds the query node for it, loads its rows
 /// and hands them back to the plan method named in each variant.
@@ -53,6 +53,9 @@ pub(crate) enum Step<'q, T, R> {
         rows: BulkRows<'q, T, R>,
         flag: InsertedFlag,
     },
+    /// `bulk_update`: update these rows, which the call has locked (`BulkUpdate`), then
+    /// [`BulkPlan::updated`].
+    Update { rows: BulkRows<'q, T, R> },
 }
 
 /// The rows of the statement after the one [`BulkPlan::next`] just returned, to encode while
@@ -116,6 +119,9 @@ pub(crate) struct Settings {
     /// Whether the caller wants rows back; without, the upserts only count what they did, and
     /// rows a conflict left in place are not read.
     pub(crate) rows_back: bool,
+    /// `bulk_update`: lock the rows that exist (in key order), then update them; rows without
+    /// a stored row (or with a NULL key) are missing, never inserted.
+    pub(crate) update: bool,
 }
 
 /// A bulk call from its rows to one result per input row; see the module documentation.
@@ -129,6 +135,7 @@ pub(crate) struct BulkPlan<'q, T, R, Out> {
     columns: usize,
     fixed: usize,
     rows_back: bool,
+    update: bool,
     /// Rows inserted and updated, without rows back.
     counts: (usize, usize),
     /// The table has `BEFORE` triggers, which may rewrite keys.
@@ -187,6 +194,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             columns,
             fixed,
             rows_back,
+            update,
         } = settings;
         let mut plan = BulkPlan {
             rows,
@@ -197,6 +205,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             columns,
             fixed,
             rows_back,
+            update,
             counts: (0, 0),
             before_triggers: key.catalog.before_triggers,
             phase: Phase::Group,
@@ -265,7 +274,12 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
     }
 
     fn start_attempt(&mut self) {
-        self.enter(Phase::Upsert, self.pending.clone());
+        let phase = if self.update {
+            Phase::Lock
+        } else {
+            Phase::Upsert
+        };
+        self.enter(phase, self.pending.clone());
     }
 
     fn enter(&mut self, phase: Phase, queue: Vec<(usize, &'q R)>) {
@@ -392,6 +406,13 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                     // Rows a conflict left in place are counted as unchanged, not read.
                     self.enter_unkeyed();
                 }
+                Phase::UpdateLocked if self.update && !rest.is_empty() => {
+                    let source = ArraySource::Rows {
+                        columns: self.columns,
+                    };
+                    let rows = self.take_rows(source, self.fixed)?;
+                    return Ok(Some(Step::Update { rows }));
+                }
                 Phase::Upsert | Phase::UpdateLocked if !rest.is_empty() => {
                     let source = ArraySource::Rows {
                         columns: self.columns,
@@ -467,6 +488,11 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
     /// Rows neither written nor found were deleted in between: send them again, a bounded
     /// number of times; then the rows without a key.
     fn end_attempt(&mut self) -> Result<()> {
+        if self.update {
+            // What was not locked has no stored row: missing, not sent again.
+            self.phase = Phase::Done;
+            return Ok(());
+        }
         self.pending = self.unresolved(&self.pending);
         if let Some(&(position, _)) = self.pending.first() {
             self.attempt += 1;
@@ -478,6 +504,33 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             self.enter_unkeyed();
         }
         Ok(())
+    }
+
+    /// The input positions of the rows an [`Step::Update`] changed; the other locked rows of
+    /// the statement held the new values already (`skip_unchanged`).
+    pub(crate) fn updated(&mut self, ordinals: Vec<i32>, out: Out) -> Result<()> {
+        for ordinal in ordinals {
+            self.results
+                .written(Some(ordinal), out.clone(), Some(false))?;
+        }
+        Ok(())
+    }
+
+    /// `bulk_update`: per input row, in input order, whether it was updated, left unchanged or
+    /// has no stored row.
+    pub(crate) fn finish_updates(self) -> Result<Vec<UpdateOutcome>> {
+        if self.phase != Phase::Done {
+            return Err(Error::internal("a bulk update finished early"));
+        }
+        Ok((0..self.rows.len())
+            .map(
+                |position| match self.results.written_at_position(position) {
+                    Some(true) => UpdateOutcome::Updated,
+                    Some(false) => UpdateOutcome::Unchanged,
+                    None => UpdateOutcome::Missing,
+                },
+            )
+            .collect())
     }
 
     /// The rows an [`Step::Upsert`] returned.

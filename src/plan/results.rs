@@ -168,6 +168,15 @@ impl<Out: Clone> Results<Out> {
         }
     }
 
+    /// Whether the row at `position` was written (`Some(true)`), kept (`Some(false)`) or has no
+    /// result (`None`).
+    pub(crate) fn written_at_position(&self, position: usize) -> Option<bool> {
+        self.rows
+            .get(position)?
+            .as_ref()
+            .map(|(_, _, written)| *written)
+    }
+
     /// Whether the row at `position` has its result.
     pub(crate) fn has(&self, position: usize) -> bool {
         self.rows.get(position).is_some_and(Option::is_some)

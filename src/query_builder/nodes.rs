@@ -16,7 +16,7 @@ use super::keys::{
     key_name, walk_cast, walk_inserted_column, KeyShape, INPUT, INSERTED, LOCKED, ORDINAL, ROW,
     SAME, UPSERTED,
 };
-use super::statement::UpsertStatement;
+use super::statement::{push_identifiers, UpsertStatement};
 use crate::rows::RowValues;
 use crate::schema::{Catalog, InsertedFlag};
 use diesel::backend::Backend;
@@ -393,6 +393,72 @@ impl<S: UpsertStatement, Sel: Expression> Query for FetchKept<'_, S, Sel> {
     type SqlType = (Integer, Sel::SqlType);
 }
 
+/// `bulk_update`'s statement: the stored rows with the keys of some input rows (locked by the
+/// call before, in key order) set from them; returns the input position of each row written.
+///
+/// ```sql
+/// WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0"
+///     FROM unnest($1, $2, $3) AS "__upsert_row"("sku", "name", "__upsert_ord"))
+/// UPDATE "t" SET "name" = "__upsert_input"."name" FROM "__upsert_input"
+/// WHERE "__upsert_input"."__upsert_k0" = "t"."sku"
+///   [AND (ROW("t"."name"))::record *<> (ROW("__upsert_input"."name"))::record]
+/// RETURNING "__upsert_input"."__upsert_ord"
+/// ```
+pub(crate) struct BulkUpdate<'q, S: UpsertStatement> {
+    pub(crate) statement: &'q S,
+    pub(crate) rows: BulkRows<'q, S::Table, S::Row>,
+    pub(crate) key: &'q KeyShape<'q>,
+}
+
+impl<S: UpsertStatement> QueryFragment<Pg> for BulkUpdate<'_, S> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let statement = self.statement;
+        let columns = statement.columns_of(&self.rows)?;
+        let set = statement.set_columns(&columns);
+        if set.is_empty() {
+            return Err(diesel::result::Error::QueryBuilderError(
+                "bulk_update: the rows supply no column to set besides the key".into(),
+            ));
+        }
+        out.push_sql("WITH ");
+        self.rows.walk_input_cte(&columns, self.key, &mut out)?;
+        out.push_sql(" UPDATE ");
+        statement.walk_table(&mut out)?;
+        out.push_sql(" SET ");
+        for (i, column) in set.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(column)?;
+            out.push_sql(" = ");
+            out.push_identifier(INPUT)?;
+            out.push_sql(".");
+            out.push_identifier(column)?;
+        }
+        out.push_sql(" FROM ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(" WHERE ");
+        self.key.walk_match_table(statement, &mut out)?;
+        if statement.compares(&set) {
+            out.push_sql(" AND ");
+            statement.walk_table_row(&set, &mut out)?;
+            out.push_sql(" *<> (ROW(");
+            push_identifiers(&mut out, Some(&format!("\"{INPUT}\"")), &set)?;
+            out.push_sql("))::record");
+        }
+        out.push_sql(" RETURNING ");
+        out.push_identifier(INPUT)?;
+        out.push_sql(".");
+        out.push_identifier(ORDINAL)
+    }
+
+    collect_retyped_binds!();
+}
+
+impl<S: UpsertStatement> Query for BulkUpdate<'_, S> {
+    type SqlType = Integer;
+}
+
 /// `"__upserted" AS (INSERT INTO "t" ("a", …) SELECT "a", … FROM `: the start of the CTE that
 /// writes the rows, up to the relation they are read from.
 pub(super) fn walk_upserted_from<'b, S: UpsertStatement>(
@@ -470,5 +536,6 @@ macro_rules! query_node_impls {
 query_node_impls!(GroupKeys<T, R>);
 query_node_impls!(BulkUpsert<S, Sel> where S: UpsertStatement);
 query_node_impls!(FetchKept<S, Sel> where S: UpsertStatement);
+query_node_impls!(BulkUpdate<S> where S: UpsertStatement);
 
 pub(crate) use query_node_impls;

@@ -469,7 +469,8 @@ fn no_columns() -> Error {
     Error::invalid_target("a bulk insert needs at least one column that every row supplies")
 }
 
-fn push_identifiers(
+/// `q."a", q."b", …`: `names` as identifiers, each after the qualifier `q` (SQL text) if any.
+pub(super) fn push_identifiers(
     out: &mut AstPass<'_, '_, Pg>,
     qualifier: Option<&str>,
     names: &[&str],

@@ -7,25 +7,31 @@
 //! still read on two threads, before the first statement).
 
 use crate::error::{Error, Result};
-use crate::plan::{inserted, names_a_row, BulkPlan, Narrowing, SinglePlan, SingleStep, Step};
+use crate::plan::{inserted, BulkPlan, Narrowing, SinglePlan, SingleStep, Step};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::{BulkRows, BulkUpsert, GroupKeys};
+use crate::query_builder::nodes::{BulkRows, BulkUpdate, BulkUpsert, FetchKept, GroupKeys};
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
 use crate::run::{
-    bulk_columns, parallel_byte_keys, probed, refused, BulkQuery, Prepared, Probe, SingleCall, Stop,
+    bulk_columns, found, parallel_byte_keys, probed, refused, BulkQuery, Prepared, Probe,
+    SingleCall, Stop,
 };
 use crate::schema::Catalog;
-use crate::spec::{BulkSummary, Outcome};
+use crate::schema::InsertedFlag;
+use crate::spec::{BulkSummary, Outcome, UpdateOutcome};
 use crate::target::Target;
+use diesel::expression::SqlLiteral;
 use diesel::pg::Pg;
 use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::result::Error as DieselError;
+use diesel::sql_types::Bool;
+use diesel::QueryResult;
 use diesel_async::{AsyncConnection, RunQueryDsl};
+use std::future::Future;
 use std::sync::Arc;
 
 /// [`catalog::lookup`] on diesel-async: the same query, the same cache.
@@ -141,23 +147,22 @@ where
                             match written {
                                 Ok(written) => plan.written(written)?,
                                 Err(error) => {
-                                    let narrowing =
-                                        plan.narrowing().filter(|_| names_a_row(&error));
-                                    return Err(match narrowing {
-                                        Some(narrowing) if wrote => Stop::Error(
-                                            narrow(conn, narrowing, key_columns, error, |rows| {
-                                                upsert(rows, flag, do_nothing)
-                                            })
-                                            .await,
-                                        ),
-                                        Some(narrowing) => Stop::Refused {
-                                            narrowing,
-                                            error,
-                                            flag,
-                                            do_nothing,
+                                    let resend = (flag, do_nothing);
+                                    return Err(
+                                        match Stop::after(&plan, error, wrote, resend, classify) {
+                                            Ok((narrowing, error)) => Stop::Error(
+                                                narrow(
+                                                    conn,
+                                                    narrowing,
+                                                    key_columns,
+                                                    error,
+                                                    |rows| upsert(rows, flag, do_nothing),
+                                                )
+                                                .await,
+                                            ),
+                                            Err(stop) => stop,
                                         },
-                                        None => Stop::Error(classify(error)),
-                                    });
+                                    );
                                 }
                             }
                             wrote = true;
@@ -239,22 +244,20 @@ where
                     match counted {
                         Ok(counted) => plan.counted(counted)?,
                         Err(error) => {
-                            let narrowing = plan.narrowing().filter(|_| names_a_row(&error));
-                            return Err(match narrowing {
-                                Some(narrowing) if wrote => Stop::Error(
-                                    narrow(conn, narrowing, key_columns, error, |rows| {
-                                        count(rows, flag)
-                                    })
-                                    .await,
-                                ),
-                                Some(narrowing) => Stop::Refused {
-                                    narrowing,
-                                    error,
-                                    flag,
-                                    do_nothing: false,
+                            let resend = (flag, false);
+                            return Err(
+                                match Stop::after(&plan, error, wrote, resend, |e| {
+                                    classify_error(statement, catalog, e)
+                                }) {
+                                    Ok((narrowing, error)) => Stop::Error(
+                                        narrow(conn, narrowing, key_columns, error, |rows| {
+                                            count(rows, flag)
+                                        })
+                                        .await,
+                                    ),
+                                    Err(stop) => stop,
                                 },
-                                None => Stop::Error(classify_error(statement, catalog, error)),
-                            });
+                            );
                         }
                     }
                     wrote = true;
@@ -275,6 +278,134 @@ where
             count(rows, flag)
         })
         .await),
+    }
+}
+
+/// The input positions of the rows a `BulkUpdate` wrote. (A function of its own: its future's
+/// `Send` is proven here, for every lifetime, where the compiler can.)
+fn load_updated<'c, S, C>(
+    query: BulkUpdate<'c, S>,
+    conn: &'c mut C,
+) -> impl Future<Output = QueryResult<Vec<i32>>> + Send + 'c
+where
+    S: UpsertStatement + Sync,
+    S::Row: Sync,
+    C: AsyncConnection<Backend = Pg>,
+{
+    query.load(conn)
+}
+
+/// The input positions of the rows a `FetchKept` of `bulk_update` locked.
+fn load_locked<'c, S, C>(
+    query: FetchKept<'c, S, SqlLiteral<Bool>>,
+    conn: &'c mut C,
+) -> impl Future<Output = QueryResult<Vec<(i32, bool)>>> + Send + 'c
+where
+    S: UpsertStatement + Sync,
+    S::Row: Sync,
+    C: AsyncConnection<Backend = Pg>,
+{
+    query.load(conn)
+}
+
+/// [`sync::bulk_update`](crate::run::sync) on diesel-async.
+pub(crate) async fn bulk_update<S, C>(statement: &S, conn: &mut C) -> Result<Vec<UpdateOutcome>>
+where
+    S: UpsertStatement + Sync,
+    S::Row: Sync,
+    C: AsyncConnection<Backend = Pg>,
+{
+    let Some(prepared) = prepare(statement, conn).await? else {
+        return Ok(Vec::new());
+    };
+    let rows = statement.rows();
+    let key = prepared.key(statement)?;
+    let key_columns = key.columns();
+    let settings = prepared.update_settings(statement, &key)?;
+    let keys = parallel_byte_keys(rows, &key);
+    let mut plan = BulkPlan::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
+    if let Some(rows) = plan.grouping()? {
+        let ranks = GroupKeys { rows, key: &key }.load(conn).await?;
+        plan.ranked(ranks)?;
+    }
+    let (key, key_columns) = (&key, &key_columns);
+    let ended = conn
+        .transaction(
+            async move |conn| -> std::result::Result<_, Stop<'_, _, _>> {
+                let mut wrote = false;
+                while let Some(step) = plan.next()? {
+                    match step {
+                        Step::Fetch { rows, lock } => {
+                            let query = FetchKept {
+                                statement,
+                                rows,
+                                key,
+                                selection: found(),
+                                lock,
+                            };
+                            let locked = load_locked(query, conn).await?;
+                            plan.fetched(locked)?
+                        }
+                        Step::Update { rows } => {
+                            let query = BulkUpdate {
+                                statement,
+                                rows,
+                                key,
+                            };
+                            let written = if wrote {
+                                conn.transaction(async |conn| query.load::<i32>(conn).await)
+                                    .await
+                            } else {
+                                load_updated(query, conn).await
+                            };
+                            match written {
+                                Ok(written) => plan.updated(written, true)?,
+                                Err(error) => {
+                                    let resend = (InsertedFlag::Always(false), false);
+                                    return Err(
+                                        match Stop::after(&plan, error, wrote, resend, Error::from)
+                                        {
+                                            Ok((narrowing, error)) => Stop::Error(
+                                                narrow(
+                                                    conn,
+                                                    narrowing,
+                                                    key_columns,
+                                                    error,
+                                                    |rows| BulkUpdate {
+                                                        statement,
+                                                        rows,
+                                                        key,
+                                                    },
+                                                )
+                                                .await,
+                                            ),
+                                            Err(stop) => stop,
+                                        },
+                                    );
+                                }
+                            }
+                            wrote = true;
+                        }
+                        _ => return Err(Error::internal("an upsert step in a bulk update").into()),
+                    }
+                }
+                Ok(plan.finish_updates()?)
+            },
+        )
+        .await;
+    match ended {
+        Ok(outcomes) => Ok(outcomes),
+        Err(Stop::Error(error)) => Err(error),
+        Err(Stop::Refused {
+            narrowing, error, ..
+        }) => Err(
+            narrow(conn, narrowing, key_columns, error, |rows| BulkUpdate {
+                statement,
+                rows,
+                key,
+            })
+            .await,
+        ),
     }
 }
 

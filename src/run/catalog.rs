@@ -256,21 +256,26 @@ pub(crate) fn classify_error<S: UpsertStatement>(
                 .message()
                 .contains("no unique or exclusion constraint matching the ON CONFLICT")
         {
-            let table = statement.table_sql();
-            let target = render_target(statement.target());
-            let mut hint = format!("CREATE UNIQUE INDEX ON {table} {target}");
-            if let Some(predicate) = statement.predicate() {
-                hint.push_str(" WHERE ");
-                hint.push_str(predicate);
-            }
-            return Error::NoMatchingUniqueIndex {
-                table: table.to_owned(),
-                target,
-                hint,
-            };
+            return no_matching_unique_index(statement);
         }
     }
     error.into()
+}
+
+/// [`Error::NoMatchingUniqueIndex`] for the statement's target, with the index that would match.
+pub(crate) fn no_matching_unique_index<S: UpsertStatement>(statement: &S) -> Error {
+    let table = statement.table_sql();
+    let target = render_target(statement.target());
+    let mut hint = format!("CREATE UNIQUE INDEX ON {table} {target}");
+    if let Some(predicate) = statement.predicate() {
+        hint.push_str(" WHERE ");
+        hint.push_str(predicate);
+    }
+    Error::NoMatchingUniqueIndex {
+        table: table.to_owned(),
+        target,
+        hint,
+    }
 }
 
 fn render_target(target: &Target) -> String {

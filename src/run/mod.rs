@@ -13,12 +13,12 @@ pub(crate) mod sync;
 use crate::error::{Error, Result};
 use crate::literal;
 use crate::plan::{
-    byte_keys, check_returnable, fixed_binds, inserted, names_a_row, ByteKeys, Method, Narrowing,
-    Settings, Step,
+    byte_keys, check_returnable, fixed_binds, inserted, names_a_row, BulkPlan, ByteKeys, Method,
+    Narrowing, Settings, Step,
 };
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::{BulkUpsert, FetchKept};
+use crate::query_builder::nodes::{BulkUpdate, BulkUpsert, FetchKept};
 use crate::query_builder::single::{Inserted, UpsertReturning};
 use crate::query_builder::statement::{consistent_columns, UpsertStatement};
 use crate::rows::{RowValues, ValueOf};
@@ -135,7 +135,34 @@ impl Prepared {
             columns: self.columns.len(),
             fixed,
             rows_back,
+            update: false,
         }
+    }
+
+    /// The settings of `bulk_update`, after checking that a unique index backs the key (the
+    /// statement has no `ON CONFLICT` for PostgreSQL to check it).
+    pub(crate) fn update_settings<S: UpsertStatement>(
+        &self,
+        statement: &S,
+        key: &KeyShape<'_>,
+    ) -> Result<Settings> {
+        if self.catalog.arbiter.is_some_and(|arbiter| !arbiter.full) {
+            return Err(catalog::no_matching_unique_index(statement));
+        }
+        if statement.set_columns(&self.columns).is_empty() {
+            return Err(Error::unsupported(
+                "bulk_update: the rows supply no column to set besides the key",
+            ));
+        }
+        let fixed = fixed_binds(statement.rows(), |rows| BulkUpdate {
+            statement,
+            rows,
+            key,
+        })?;
+        Ok(Settings {
+            update: true,
+            ..self.settings(statement, false, fixed, true)
+        })
     }
 }
 
@@ -211,7 +238,9 @@ impl<'q, S: UpsertStatement, Sel> BulkQuery<'q, S, Sel> {
                 returning: (selection, inserted(statement, flag)),
                 do_nothing: false,
             }),
-            Step::Count { .. } => return Err(Error::internal("a count in a call with rows")),
+            Step::Count { .. } | Step::Update { .. } => {
+                return Err(Error::internal("a count or an update in a call with rows"))
+            }
         })
     }
 }
@@ -252,6 +281,31 @@ pub(crate) enum Stop<'q, T, R> {
         flag: InsertedFlag,
         do_nothing: bool,
     },
+}
+
+impl<'q, T, R: RowValues<T>> Stop<'q, T, R> {
+    /// What follows when a write statement of `plan` failed with `error`: `Ok` to find the
+    /// refused row now (the statement ran under a savepoint: `wrote`), or the stop to end the
+    /// transaction with — `Refused` when the call's first write failed, or the error
+    /// (`classify`d) when it names no row.
+    pub(crate) fn after<Out: Clone>(
+        plan: &BulkPlan<'q, T, R, Out>,
+        error: DieselError,
+        wrote: bool,
+        (flag, do_nothing): (InsertedFlag, bool),
+        classify: impl FnOnce(DieselError) -> Error,
+    ) -> std::result::Result<(Narrowing<'q, T, R>, DieselError), Self> {
+        match plan.narrowing().filter(|_| names_a_row(&error)) {
+            Some(narrowing) if wrote => Ok((narrowing, error)),
+            Some(narrowing) => Err(Stop::Refused {
+                narrowing,
+                error,
+                flag,
+                do_nothing,
+            }),
+            None => Err(Stop::Error(classify(error))),
+        }
+    }
 }
 
 impl<T, R> From<Error> for Stop<'_, T, R> {
@@ -347,4 +401,9 @@ where
     let rest = rest.unwrap_or_else(|| byte_keys(second, key));
     keys.as_mut()?.append(rest?);
     keys
+}
+
+/// The selection `bulk_update` locks its rows with: `true` for each row found.
+pub(crate) fn found() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql("true")
 }

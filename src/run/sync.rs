@@ -2,20 +2,21 @@
 //! node and handing back what it returned. Everything a call decides is in `plan`.
 
 use crate::error::{Error, Result};
-use crate::plan::{inserted, names_a_row, BulkPlan, Narrowing, SinglePlan, SingleStep, Step};
+use crate::plan::{inserted, BulkPlan, Narrowing, SinglePlan, SingleStep, Step};
 use crate::query_builder::count::BulkCount;
 use crate::query_builder::keys::KeyShape;
-use crate::query_builder::nodes::{BulkRows, BulkUpsert, GroupKeys};
+use crate::query_builder::nodes::{BulkRows, BulkUpdate, BulkUpsert, FetchKept, GroupKeys};
 use crate::query_builder::single::{FetchExisting, UpsertReturning};
 use crate::query_builder::statement::UpsertStatement;
 use crate::rows::RowValues;
 use crate::run::catalog::{self, classify_error};
 use crate::run::returning::Returning;
 use crate::run::{
-    alongside, bulk_columns, parallel_byte_keys, probed, refused, BulkQuery, Prepared, Probe,
-    SingleCall, Stop,
+    alongside, bulk_columns, found, parallel_byte_keys, probed, refused, BulkQuery, Prepared,
+    Probe, SingleCall, Stop,
 };
-use crate::spec::{BulkSummary, Outcome};
+use crate::schema::InsertedFlag;
+use crate::spec::{BulkSummary, Outcome, UpdateOutcome};
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
 use diesel::result::Error as DieselError;
@@ -167,8 +168,9 @@ where
                     match written {
                         Ok(written) => plan.written(written)?,
                         Err(error) => {
-                            return Err(match plan.narrowing().filter(|_| names_a_row(&error)) {
-                                Some(narrowing) if wrote => Stop::Error(narrow(
+                            let resend = (flag, do_nothing);
+                            return Err(match Stop::after(&plan, error, wrote, resend, classify) {
+                                Ok((narrowing, error)) => Stop::Error(narrow(
                                     conn,
                                     narrowing,
                                     &key_columns,
@@ -178,14 +180,8 @@ where
                                             .map(drop)
                                     },
                                 )),
-                                Some(narrowing) => Stop::Refused {
-                                    narrowing,
-                                    error,
-                                    flag,
-                                    do_nothing,
-                                },
-                                None => Stop::Error(classify(error)),
-                            })
+                                Err(stop) => stop,
+                            });
                         }
                     }
                     wrote = true;
@@ -259,22 +255,21 @@ where
             match counted {
                 Ok(counted) => plan.counted(counted)?,
                 Err(error) => {
-                    return Err(match plan.narrowing().filter(|_| names_a_row(&error)) {
-                        Some(narrowing) if wrote => Stop::Error(narrow(
-                            conn,
-                            narrowing,
-                            &key_columns,
-                            error,
-                            |rows, conn| count(rows, flag).get_result::<(i64, i64)>(conn).map(drop),
-                        )),
-                        Some(narrowing) => Stop::Refused {
-                            narrowing,
-                            error,
-                            flag,
-                            do_nothing: false,
+                    let classify = |e| classify_error(statement, catalog, e);
+                    return Err(
+                        match Stop::after(&plan, error, wrote, (flag, false), classify) {
+                            Ok((narrowing, error)) => Stop::Error(narrow(
+                                conn,
+                                narrowing,
+                                &key_columns,
+                                error,
+                                |rows, conn| {
+                                    count(rows, flag).get_result::<(i64, i64)>(conn).map(drop)
+                                },
+                            )),
+                            Err(stop) => stop,
                         },
-                        None => Stop::Error(classify_error(statement, catalog, error)),
-                    })
+                    );
                 }
             }
             wrote = true;
@@ -295,6 +290,90 @@ where
             &key_columns,
             error,
             |rows, conn| count(rows, flag).get_result::<(i64, i64)>(conn).map(drop),
+        )),
+    }
+}
+
+/// `bulk_update`: the rows that exist are locked in key order, then updated from their input
+/// rows; one outcome per input row, in input order. The same checks, order, chunks,
+/// transaction and refused-row search as the upserts.
+pub(crate) fn bulk_update<S, C>(statement: &S, conn: &mut C) -> Result<Vec<UpdateOutcome>>
+where
+    S: UpsertStatement,
+    S::Row: Sync,
+    C: Connection<Backend = Pg> + LoadConnection,
+{
+    let Some(prepared) = prepare(statement, conn)? else {
+        return Ok(Vec::new());
+    };
+    let rows = statement.rows();
+    let key = prepared.key(statement)?;
+    let key_columns = key.columns();
+    let settings = prepared.update_settings(statement, &key)?;
+    let keys = parallel_byte_keys(rows, &key);
+    let mut plan = BulkPlan::with_byte_keys(rows, &key, &key_columns, settings, keys)?;
+    group(&mut plan, &key, conn)?;
+    let mut wrote = false;
+    let update = |rows| BulkUpdate {
+        statement,
+        rows,
+        key: &key,
+    };
+    let ended = conn.transaction(|conn| -> std::result::Result<_, Stop<'_, _, _>> {
+        while let Some(step) = plan.next()? {
+            match step {
+                Step::Fetch { rows, lock } => {
+                    let query = FetchKept {
+                        statement,
+                        rows,
+                        key: &key,
+                        selection: found(),
+                        lock,
+                    };
+                    let locked = overlapped(&mut plan, || query.load::<(i32, bool)>(conn));
+                    plan.fetched(locked?)?
+                }
+                Step::Update { rows } => {
+                    let query = update(rows);
+                    let written = write(conn, wrote, |conn| {
+                        overlapped(&mut plan, || query.load::<i32>(conn))
+                    });
+                    match written {
+                        Ok(written) => plan.updated(written, true)?,
+                        Err(error) => {
+                            let resend = (InsertedFlag::Always(false), false);
+                            return Err(
+                                match Stop::after(&plan, error, wrote, resend, Error::from) {
+                                    Ok((narrowing, error)) => Stop::Error(narrow(
+                                        conn,
+                                        narrowing,
+                                        &key_columns,
+                                        error,
+                                        |rows, conn| update(rows).load::<i32>(conn).map(drop),
+                                    )),
+                                    Err(stop) => stop,
+                                },
+                            );
+                        }
+                    }
+                    wrote = true;
+                }
+                _ => return Err(Error::internal("an upsert step in a bulk update").into()),
+            }
+        }
+        Ok(plan.finish_updates()?)
+    });
+    match ended {
+        Ok(outcomes) => Ok(outcomes),
+        Err(Stop::Error(error)) => Err(error),
+        Err(Stop::Refused {
+            narrowing, error, ..
+        }) => Err(narrow(
+            conn,
+            narrowing,
+            &key_columns,
+            error,
+            |rows, conn| update(rows).load::<i32>(conn).map(drop),
         )),
     }
 }

@@ -55,13 +55,14 @@ fn settings(method: Method, policy: Option<DuplicateKeys>) -> Settings {
         columns: 2,
         fixed: 0,
         rows_back: true,
+        update: false,
     }
 }
 
 const XMAX: Method = Method::OneStatement(InsertedFlag::Xmax);
 
 /// The input positions a step sends.
-fn positions<T, R>(step: &Step<'_, T, R>) -> Vec<i32> {
+fn positions<T, R: RowValues<T>>(step: &Step<'_, T, R>) -> Vec<i32> {
     match step {
         Step::Upsert {
             rows: BulkRows::Arrays(a),
@@ -88,6 +89,7 @@ fn positions<T, R>(step: &Step<'_, T, R>) -> Vec<i32> {
             ..
         } => v.iter().map(|(i, _)| *i as i32).collect(),
         Step::Insert { rows, .. } => vec![-1; rows.len()],
+        Step::Update { rows } => probe_positions(rows),
     }
 }
 
@@ -383,6 +385,7 @@ fn without_rows_back_each_chunk_is_counted_and_kept_rows_are_not_read() {
     let rows = statement.records.rows();
     let settings = Settings {
         rows_back: false,
+        update: false,
         ..settings(XMAX, Some(DuplicateKeys::KeepFirst))
     };
     let mut plan: BulkPlan<_, _, ()> = BulkPlan::new(rows, &key, KEY_COLUMNS, settings).unwrap();
@@ -425,6 +428,7 @@ fn counts_larger_than_the_rows_sent_are_an_internal_error() {
     let statement = diesel::insert_into(t::table).values(&input);
     let settings = Settings {
         rows_back: false,
+        update: false,
         ..settings(XMAX, None)
     };
     let mut plan: BulkPlan<_, _, ()> =
@@ -447,6 +451,7 @@ fn the_first_statement_is_short_and_the_next_rows_can_be_encoded_ahead() {
     let rows = statement.records.rows();
     let settings = Settings {
         rows_back: false,
+        update: false,
         ..settings(XMAX, None)
     };
     let mut plan = BulkPlan::<_, _, ()>::new(rows, &key, KEY_COLUMNS, settings).unwrap();
