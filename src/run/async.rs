@@ -24,14 +24,10 @@ use crate::schema::Catalog;
 use crate::schema::InsertedFlag;
 use crate::spec::{BulkSummary, Outcome, UpdateOutcome};
 use crate::target::Target;
-use diesel::expression::SqlLiteral;
 use diesel::pg::Pg;
 use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::result::Error as DieselError;
-use diesel::sql_types::Bool;
-use diesel::QueryResult;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use std::future::Future;
 use std::sync::Arc;
 
 /// [`catalog::lookup`] on diesel-async: the same query, the same cache.
@@ -281,33 +277,6 @@ where
     }
 }
 
-/// The input positions of the rows a `BulkUpdate` wrote. (A function of its own: its future's
-/// `Send` is proven here, for every lifetime, where the compiler can.)
-fn load_updated<'c, S, C>(
-    query: BulkUpdate<'c, S>,
-    conn: &'c mut C,
-) -> impl Future<Output = QueryResult<Vec<i32>>> + Send + 'c
-where
-    S: UpsertStatement + Sync,
-    S::Row: Sync,
-    C: AsyncConnection<Backend = Pg>,
-{
-    query.load(conn)
-}
-
-/// The input positions of the rows a `FetchKept` of `bulk_update` locked.
-fn load_locked<'c, S, C>(
-    query: FetchKept<'c, S, SqlLiteral<Bool>>,
-    conn: &'c mut C,
-) -> impl Future<Output = QueryResult<Vec<(i32, bool)>>> + Send + 'c
-where
-    S: UpsertStatement + Sync,
-    S::Row: Sync,
-    C: AsyncConnection<Backend = Pg>,
-{
-    query.load(conn)
-}
-
 /// [`sync::bulk_update`](crate::run::sync) on diesel-async.
 pub(crate) async fn bulk_update<S, C>(statement: &S, conn: &mut C) -> Result<Vec<UpdateOutcome>>
 where
@@ -343,7 +312,7 @@ where
                                 selection: found(),
                                 lock,
                             };
-                            let locked = load_locked(query, conn).await?;
+                            let locked = query.load::<(i32, bool)>(conn).await?;
                             plan.fetched(locked)?
                         }
                         Step::Update { rows } => {
@@ -356,7 +325,7 @@ where
                                 conn.transaction(async |conn| query.load::<i32>(conn).await)
                                     .await
                             } else {
-                                load_updated(query, conn).await
+                                query.load::<i32>(conn).await
                             };
                             match written {
                                 Ok(written) => plan.updated(written, true)?,
