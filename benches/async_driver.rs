@@ -24,6 +24,10 @@
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "measure.rs"]
+mod measure;
+
+use measure::{median, process_cpu_time};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -100,16 +104,6 @@ fn check(conn: &mut PgConnection, n: usize) {
         (n, n * (n + 1) / 2),
         "table state"
     );
-}
-
-fn process_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for clock_gettime to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The crate's builder for these rows (one row or a slice), on either driver's prelude.
@@ -271,16 +265,6 @@ fn options() -> Options {
         i += 1;
     }
     o
-}
-
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2
-    } else {
-        values[mid]
-    }
 }
 
 fn main() {

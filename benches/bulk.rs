@@ -34,6 +34,10 @@
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "measure.rs"]
+mod measure;
+
+use measure::process_cpu_time;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -949,19 +953,6 @@ fn cpu_time(pid: u32) -> Option<Duration> {
         }
     }
     Some(Duration::from_nanos(ns))
-}
-
-/// CPU time of this process so far, every thread counted, including threads that have ended
-/// (the crate's encoder threads): `CLOCK_PROCESS_CPUTIME_ID`.
-fn process_cpu_time() -> Duration {
-    let mut time = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `time` is a valid, writable timespec.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
 }
 
 /// CPU spent by this process (every thread) and by the server backend of the connection.

@@ -14,6 +14,10 @@
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "measure.rs"]
+mod measure;
+
+use measure::{median, process_cpu_time};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -53,16 +57,6 @@ impl Variant {
             Variant::PerRow => "one `diesel::update(..).filter(sku.eq(..))` per row",
         }
     }
-}
-
-fn process_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for clock_gettime to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn reset(conn: &mut PgConnection, n: usize) {
@@ -124,16 +118,6 @@ fn run(conn: &mut PgConnection, variant: Variant, changes: &[(String, i32)]) {
                 Ok(())
             })
             .unwrap(),
-    }
-}
-
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2
-    } else {
-        values[mid]
     }
 }
 
