@@ -14,7 +14,7 @@
 //
 // It mounts the test harness (tests/harness/) as `crate::harness` of the doctest and brings into
 // scope: `diesel::prelude::*`, the tables (`products`, `vendor_products`, `countries`, `tasks`,
-// `memberships`, `subscriptions`, `articles`), the models (`Product`, `NewProduct`, `TaskStatus`,
+// `memberships`, `subscriptions`, `articles`, `accounts`, `aliases`), the models (`Product`, `NewProduct`, `TaskStatus`,
 // `Article`, `NewArticle`, ...) and `establish_connection()`; with the `async` feature also
 // `establish_async_connection()`, run with `fn main() { harness::block_on(run()).unwrap() }`
 // and `async fn run()`. Every doctest process gets its own
@@ -41,7 +41,8 @@ mod harness {
     pub use db::*;
     pub use models::*;
     pub use schema::{
-        articles, countries, memberships, products, subscriptions, tasks, vendor_products,
+        accounts, aliases, articles, countries, memberships, products, subscriptions, tasks,
+        vendor_products,
     };
 }
 
@@ -51,7 +52,8 @@ use diesel::prelude::*;
 use harness::models::*;
 #[allow(unused_imports)]
 use harness::schema::{
-    articles, countries, memberships, products, subscriptions, tasks, vendor_products,
+    accounts, aliases, articles, countries, memberships, products, subscriptions, tasks,
+    vendor_products,
 };
 
 /// A connection to this doctest's migrated database, inside a transaction that is never

@@ -89,6 +89,7 @@ pub mod asynchronous;
 mod error;
 pub mod hstore;
 mod literal;
+mod migration;
 mod plan;
 #[cfg(feature = "r2d2")]
 pub mod pool;
@@ -104,11 +105,14 @@ mod upsert;
 
 pub use crate::error::{Error, Result};
 pub use crate::hstore::{HstoreExpressionMethods, HstoreMap};
+pub use crate::migration::{unique_index, MigrationSql};
 pub use crate::query_builder::statement::OnConflictDo;
 pub use crate::rows::{BatchRows, Records, RowValues, SingleRow};
 pub use crate::run::returning::Returning;
 pub use crate::spec::{BulkSummary, ConflictAction, DuplicateKeys, Outcome, UpdateOutcome};
-pub use crate::target::{ColumnSet, IntoConflictTarget, OnConstraint, TargetElement};
+pub use crate::target::{
+    ColumnSet, IndexExpression, IntoConflictTarget, OnConstraint, TargetElement,
+};
 pub use crate::update::{bulk_update, BulkUpdate, BulkUpdateSet, RunBulkUpdateDsl};
 pub use crate::upsert::{ModelSelection, PrimaryKey, RunUpsertDsl, TimestampType, UpsertDsl};
 
@@ -120,6 +124,45 @@ pub use crate::upsert::{ModelSelection, PrimaryKey, RunUpsertDsl, TimestampType,
 /// combined with `index_predicate`.
 pub fn on_constraint(name: impl Into<String>) -> OnConstraint {
     OnConstraint(name.into())
+}
+
+/// The expression of a unique expression index as conflict target: `lower(email)`,
+/// `coalesce(nickname, '')`, a jsonb key `profile ->> 'handle'`, alone or in a tuple with columns
+/// and hstore keys.
+///
+/// `expression` is any Diesel expression on the table: functions declared with
+/// `define_sql_function!`, operators, `diesel::dsl::sql` fragments. It is written into every
+/// statement as text (`ON CONFLICT ((lower("email")))`) with its values as escaped literals,
+/// never as bind parameters, so that PostgreSQL matches it with the index on every execution of
+/// a prepared statement; a value of a type that cannot be written as a literal is an
+/// [`Error::InvalidTarget`]. The expression must read the table's columns through Diesel's
+/// column types, and the insert must supply every column it reads: the crate evaluates it on
+/// each input row, its columns cast to their stored types and collations, to pair input rows
+/// with the rows they conflict with. [`unique_index`] writes the matching index for a
+/// migration.
+///
+/// ```rust
+/// # include!("doctest_setup.rs");
+/// use diesel_upsert::index_expression;
+/// use diesel_upsert::prelude::*;
+///
+/// diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+///
+/// # fn main() { run().unwrap() }
+/// # fn run() -> diesel_upsert::Result<()> {
+/// # let conn = &mut establish_connection();
+/// let first: Account = diesel::insert_into(accounts::table)
+///     .values((accounts::email.eq("Ada@Example.com"), accounts::name.eq("Ada")))
+///     .upsert_and_get(index_expression(lower(accounts::email)), conn)?;
+/// let again: Account = diesel::insert_into(accounts::table)
+///     .values((accounts::email.eq("ada@example.com"), accounts::name.eq("Ada L.")))
+///     .upsert_and_get(index_expression(lower(accounts::email)), conn)?;
+/// assert_eq!((again.id, again.email.as_str()), (first.id, "ada@example.com"));
+/// # Ok(())
+/// # }
+/// ```
+pub fn index_expression<E>(expression: E) -> IndexExpression<E> {
+    IndexExpression(expression)
 }
 
 /// SQL types this crate adds to Diesel's, for `table!` definitions.

@@ -68,7 +68,7 @@ pub(crate) enum Token<'s> {
 }
 
 /// Splits SQL text written by Diesel into characters, quoted parts and bind parameters.
-pub(crate) fn scan_sql(sql: &str, mut on_token: impl FnMut(Token<'_>)) {
+pub(crate) fn scan_sql<'s>(sql: &'s str, mut on_token: impl FnMut(Token<'s>)) {
     let bytes = sql.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -311,18 +311,22 @@ impl PgMetadataLookup for NoTypeLookup {
 
 /// Writes a fragment as SQL text with every bind parameter replaced by an escaped literal.
 ///
-/// Used for `index_predicate`, which PostgreSQL must match against the predicate of a partial
-/// unique index while planning: a bind parameter there breaks generic plans. Supported bind
-/// types: bool, the integer types, float4/float8, text/varchar/bpchar/name, uuid, and NULL.
-pub(crate) fn inline_binds<F: QueryFragment<Pg> + ?Sized>(fragment: &F) -> Result<String, Error> {
-    let (sql, binds) = render(fragment).map_err(|e| {
-        Error::invalid_target(format!("cannot write the index predicate as SQL: {e}"))
-    })?;
+/// Used for `index_predicate` and index expressions, which PostgreSQL must match against the
+/// predicate or the expressions of a unique index while planning: a bind parameter there
+/// breaks generic plans. `what` names the fragment in errors ("the index predicate").
+/// Supported bind types: bool, the integer types, float4/float8, text/varchar/bpchar/name,
+/// uuid, and NULL.
+pub(crate) fn inline_binds<F: QueryFragment<Pg> + ?Sized>(
+    fragment: &F,
+    what: &str,
+) -> Result<String, Error> {
+    let (sql, binds) = render(fragment)
+        .map_err(|e| Error::invalid_target(format!("cannot write {what} as SQL: {e}")))?;
     let literals = binds
         .binds
         .iter()
         .zip(&binds.metadata)
-        .map(|(value, metadata)| bind_literal(value.as_deref(), metadata))
+        .map(|(value, metadata)| bind_literal(value.as_deref(), metadata, what))
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = String::with_capacity(sql.len());
     let mut missing = None;
@@ -336,16 +340,20 @@ pub(crate) fn inline_binds<F: QueryFragment<Pg> + ?Sized>(fragment: &F) -> Resul
     });
     match missing {
         Some(n) => Err(Error::invalid_target(format!(
-            "the index predicate refers to bind parameter ${n}, which it does not bind"
+            "{what} refers to bind parameter ${n}, which it does not bind"
         ))),
         None => Ok(out),
     }
 }
 
-fn bind_literal(value: Option<&[u8]>, metadata: &PgTypeMetadata) -> Result<String, Error> {
+fn bind_literal(
+    value: Option<&[u8]>,
+    metadata: &PgTypeMetadata,
+    what: &str,
+) -> Result<String, Error> {
     let oid = metadata.oid().map_err(|e| {
         Error::invalid_target(format!(
-            "index predicate values of a type looked up by name cannot be written as literals ({e}); \
+            "a value in {what} is of a type looked up by name and cannot be written as a literal ({e}); \
              write the value with `diesel::dsl::sql` instead"
         ))
     })?;
@@ -354,7 +362,7 @@ fn bind_literal(value: Option<&[u8]>, metadata: &PgTypeMetadata) -> Result<Strin
     };
     let unsupported = || {
         Error::invalid_target(format!(
-            "index predicate values of type oid {oid} cannot be written as literals; \
+            "a value in {what} is of type oid {oid}, which cannot be written as a literal; \
              supported: bool, int2/int4/int8, float4/float8, text/varchar/bpchar/name, uuid"
         ))
     };
@@ -411,6 +419,59 @@ fn bind_literal(value: Option<&[u8]>, metadata: &PgTypeMetadata) -> Result<Strin
         }
         _ => return Err(unsupported()),
     })
+}
+
+/// A piece of SQL text written by Diesel for an expression on one table: text, or a reference
+/// to a column of the table (written by Diesel as `<table>.<"column">`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Piece {
+    Sql(String),
+    Column(String),
+}
+
+/// Splits `sql`, written by Diesel for an expression on the table Diesel writes as `table_sql`
+/// (`"accounts"`, `"shop"."accounts"`), into text and the references to the table's columns,
+/// so that a statement can read those columns from a row of its own choosing. Quoted strings
+/// are never taken apart: a literal holding `"accounts"."email"` stays text.
+pub(crate) fn column_references(sql: &str, table_sql: &str) -> Vec<Piece> {
+    fn tokens(sql: &str) -> Vec<Token<'_>> {
+        let mut tokens = Vec::new();
+        scan_sql(sql, |t| tokens.push(t));
+        tokens
+    }
+    let table = tokens(table_sql);
+    let tokens = tokens(sql);
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let column = tokens[i..]
+            .strip_prefix(table.as_slice())
+            .and_then(|rest| match rest {
+                [Token::Char('.'), Token::Quoted(quoted), ..] => leading_identifier(quoted)
+                    .filter(|(_, tail)| tail.is_empty())
+                    .map(|(name, _)| name),
+                _ => None,
+            });
+        if let Some(name) = column {
+            if !text.is_empty() {
+                pieces.push(Piece::Sql(std::mem::take(&mut text)));
+            }
+            pieces.push(Piece::Column(name));
+            i += table.len() + 2;
+            continue;
+        }
+        match tokens[i] {
+            Token::Char(c) => text.push(c),
+            Token::Quoted(q) => text.push_str(q),
+            Token::Bind(n) => text.push_str(&format!("${n}")),
+        }
+        i += 1;
+    }
+    if !text.is_empty() {
+        pieces.push(Piece::Sql(text));
+    }
+    pieces
 }
 
 fn float_literal(value: f64, type_name: &str) -> String {
@@ -478,6 +539,31 @@ mod tests {
         assert_eq!(
             column_names_of(r#""s"."t"."a", "t"."b""c""#),
             vec!["a", "b\"c"]
+        );
+    }
+
+    #[test]
+    fn column_references_are_found_outside_quotes_only() {
+        use Piece::{Column, Sql};
+        assert_eq!(
+            column_references(
+                r#"coalesce("accounts"."nick", '"accounts"."x"') || "accounts"."na""me""#,
+                r#""accounts""#
+            ),
+            vec![
+                Sql("coalesce(".into()),
+                Column("nick".into()),
+                Sql(r#", '"accounts"."x"') || "#.into()),
+                Column("na\"me".into()),
+            ]
+        );
+        assert_eq!(
+            column_references(r#"lower("s"."t"."email") = "t"."email""#, r#""s"."t""#),
+            vec![
+                Sql("lower(".into()),
+                Column("email".into()),
+                Sql(r#") = "t"."email""#.into()),
+            ]
         );
     }
 

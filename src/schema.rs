@@ -71,6 +71,18 @@ impl Catalog {
     /// constraint, which the insert must supply (`supplied`).
     pub(crate) fn key(&self, target: &Target, supplied: &[&'static str]) -> Result<Vec<KeyPart>> {
         if let Some(parts) = target.parts() {
+            for part in parts {
+                if let KeyPart::Expression(_) = part {
+                    if let Some(column) = part.columns().into_iter().find(|c| !supplied.contains(c))
+                    {
+                        return Err(Error::invalid_target(format!(
+                            "the index expression {} reads column {column:?}, which the insert \
+                             does not supply: its key would be computed from the column's default",
+                            target.sql().unwrap_or_default()
+                        )));
+                    }
+                }
+            }
             return Ok(parts.to_vec());
         }
         let constraint = target.constraint().unwrap_or_default();

@@ -1,4 +1,5 @@
-//! Conflict targets: columns, tuples of columns, hstore keys, named constraints.
+//! Conflict targets: columns, tuples of columns, hstore keys, index expressions, named
+//! constraints.
 //!
 //! A target is turned into a run-time [`Target`] when `on_conflict_do` is called, so the
 //! builder's type does not depend on it. The marker type parameter `M` of the traits below only
@@ -6,11 +7,12 @@
 //! implement one trait for both `C: Column` and tuples).
 
 use crate::error::Error;
-use crate::literal::quote_literal;
+use crate::literal::{self, quote_literal, Piece};
+use diesel::expression::{AppearsOnTable, Expression};
 use diesel::pg::Pg;
-use diesel::query_builder::AstPass;
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::result::QueryResult;
-use diesel::Column;
+use diesel::{Column, Table};
 use std::borrow::Cow;
 
 /// One element of a conflict target, read at run time.
@@ -23,6 +25,59 @@ pub enum KeyPart {
         column: &'static str,
         key: Cow<'static, str>,
     },
+    /// The expression of a unique expression index: `(lower("email"))`.
+    Expression(KeyExpression),
+}
+
+/// An index expression as SQL text, values written as escaped literals, with its references
+/// to the table's columns taken out so that each statement can read them from the table or from
+/// an input row; or why the expression cannot be a conflict target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyExpression(Result<Vec<ExpressionPiece>, String>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ExpressionPiece {
+    Sql(String),
+    Column(&'static str),
+}
+
+impl KeyExpression {
+    /// The pieces of the expression (checked by [`Target::check`] before any is written).
+    fn pieces(&self) -> QueryResult<&[ExpressionPiece]> {
+        self.0.as_deref().map_err(|reason| {
+            diesel::result::Error::QueryBuilderError(Error::invalid_target(reason).into())
+        })
+    }
+
+    /// The columns the expression reads, each once, in order of appearance.
+    pub(crate) fn columns(&self) -> Vec<&'static str> {
+        let mut columns = Vec::new();
+        for piece in self.0.as_deref().unwrap_or_default() {
+            if let ExpressionPiece::Column(c) = piece {
+                if !columns.contains(c) {
+                    columns.push(*c);
+                }
+            }
+        }
+        columns
+    }
+
+    /// Writes `(<expression>)`, each column written by `column`.
+    pub(crate) fn walk<'b>(
+        &self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        mut column: impl FnMut(&'static str, &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>,
+    ) -> QueryResult<()> {
+        out.push_sql("(");
+        for piece in self.pieces()? {
+            match piece {
+                ExpressionPiece::Sql(sql) => out.push_sql(sql),
+                ExpressionPiece::Column(name) => column(name, out)?,
+            }
+        }
+        out.push_sql(")");
+        Ok(())
+    }
 }
 
 impl KeyPart {
@@ -49,14 +104,31 @@ impl KeyPart {
                 out.push_sql(")");
                 Ok(())
             }
+            KeyPart::Expression(expression) => expression.walk(out, |name, out| column(out, name)),
         }
     }
 
-    /// The column this element reads.
-    pub(crate) fn column(&self) -> &'static str {
+    /// The columns this element reads.
+    pub(crate) fn columns(&self) -> Vec<&'static str> {
         match self {
-            KeyPart::Column(c) | KeyPart::HstoreKey { column: c, .. } => c,
+            KeyPart::Column(c) | KeyPart::HstoreKey { column: c, .. } => vec![c],
+            KeyPart::Expression(expression) => expression.columns(),
         }
+    }
+}
+
+/// A part written on its own, its columns unqualified: `"sku"`, `(lower("email"))`.
+pub(crate) struct Unqualified<'a>(&'a KeyPart);
+
+impl QueryFragment<Pg> for Unqualified<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_on(&mut out, unqualified)
+    }
+}
+
+impl KeyPart {
+    pub(crate) fn unqualified(&self) -> Unqualified<'_> {
+        Unqualified(self)
     }
 }
 
@@ -97,6 +169,17 @@ impl Target {
         }
     }
 
+    /// The target as SQL text: `("sku")`, `((lower("email")))`, `ON CONSTRAINT "name"`.
+    pub(crate) fn sql(&self) -> QueryResult<String> {
+        struct TargetSql<'a>(&'a Target);
+        impl QueryFragment<Pg> for TargetSql<'_> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+                self.0.walk(&mut out)
+            }
+        }
+        literal::render(&TargetSql(self)).map(|(sql, _)| sql)
+    }
+
     /// The plain columns of the target: they are never in the `SET` list.
     pub(crate) fn plain_columns(&self) -> impl Iterator<Item = &'static str> + '_ {
         let parts = match &self.0 {
@@ -105,7 +188,7 @@ impl Target {
         };
         parts.iter().filter_map(|p| match p {
             KeyPart::Column(c) => Some(*c),
-            KeyPart::HstoreKey { .. } => None,
+            KeyPart::HstoreKey { .. } | KeyPart::Expression(_) => None,
         })
     }
 
@@ -126,8 +209,14 @@ impl Target {
     pub(crate) fn check(&self) -> Result<(), Error> {
         if let TargetKind::Parts(parts) = &self.0 {
             for part in parts {
-                if let KeyPart::HstoreKey { key, .. } = part {
-                    quote_literal(key)?;
+                match part {
+                    KeyPart::HstoreKey { key, .. } => {
+                        quote_literal(key)?;
+                    }
+                    KeyPart::Expression(KeyExpression(Err(reason))) => {
+                        return Err(Error::invalid_target(reason.clone()));
+                    }
+                    KeyPart::Column(_) | KeyPart::Expression(_) => {}
                 }
             }
         }
@@ -142,6 +231,11 @@ pub enum ColumnElement {}
 /// Marker for a target element that is a key of an hstore column (`title.key("en")`).
 #[derive(Debug)]
 pub enum HstoreKeyElement {}
+
+/// Marker for a target element that is the expression of a unique expression index
+/// ([`index_expression`](crate::index_expression)).
+#[derive(Debug)]
+pub enum ExpressionElement {}
 
 /// Marker for a conflict target of one element.
 #[derive(Debug)]
@@ -236,6 +330,73 @@ tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4);
 tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4, F MF.5);
 tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4, F MF.5, G MG.6);
 tuple_target!(A MA.0, B MB.1, C MC.2, D MD.3, E ME.4, F MF.5, G MG.6, H MH.7);
+
+/// The expression of a unique expression index as conflict target element, such as
+/// `lower("email")`. Made by [`index_expression`](crate::index_expression).
+#[derive(Debug, Clone, Copy)]
+pub struct IndexExpression<E>(pub(crate) E);
+
+impl<T, E> Element<T, ExpressionElement> for IndexExpression<E>
+where
+    T: Table + Default,
+    T::FromClause: QueryFragment<Pg>,
+    E: Expression + AppearsOnTable<T> + QueryFragment<Pg>,
+{
+    fn key_part(self) -> KeyPart {
+        KeyPart::Expression(KeyExpression(key_expression(&T::default(), &self.0)))
+    }
+}
+
+/// The pieces of `expression` on `table`, or why it cannot be a conflict target.
+fn key_expression<T, E>(table: &T, expression: &E) -> Result<Vec<ExpressionPiece>, String>
+where
+    T: Table,
+    T::FromClause: QueryFragment<Pg>,
+    E: QueryFragment<Pg>,
+{
+    let reason = |e: Error| match e {
+        Error::InvalidTarget { reason } => reason,
+        other => other.to_string(),
+    };
+    let sql = literal::inline_binds(expression, "the index expression").map_err(reason)?;
+    let (table_sql, _) = literal::render(&table.from_clause())
+        .map_err(|e| reason(Error::invalid_target(e.to_string())))?;
+    let pieces: Vec<ExpressionPiece> = literal::column_references(&sql, &table_sql)
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Sql(sql) => ExpressionPiece::Sql(sql),
+            Piece::Column(name) => ExpressionPiece::Column(intern(name)),
+        })
+        .collect();
+    if !pieces
+        .iter()
+        .any(|p| matches!(p, ExpressionPiece::Column(_)))
+    {
+        return Err(format!(
+            "the index expression {sql} reads no column of {table_sql}; \
+             a conflict target must read the table's columns through Diesel's column types"
+        ));
+    }
+    Ok(pieces)
+}
+
+/// The name as a `&'static str`, like Diesel's `Column::NAME`, stored once per process: a
+/// program names finitely many columns.
+fn intern(name: String) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = names.get(name.as_str()) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
 
 /// A named unique or exclusion constraint as conflict target: `ON CONFLICT ON CONSTRAINT "name"`.
 ///

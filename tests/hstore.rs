@@ -6,8 +6,8 @@
 
 use crate::harness::models::*;
 use crate::harness::schema::*;
-use crate::harness::{connection, pg_client, test_connection, unique_key};
-use diesel::connection::{CacheSize, InstrumentationEvent, SimpleConnection};
+use crate::harness::{connection, pg_client, record_sql, test_connection, unique_key};
+use diesel::connection::{CacheSize, SimpleConnection};
 use diesel::debug_query;
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
@@ -21,7 +21,6 @@ use diesel_upsert::prelude::*;
 use diesel_upsert::IntoConflictTarget;
 use diesel_upsert::{Error, HstoreMap};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 
 type Map = BTreeMap<String, Option<String>>;
 
@@ -125,18 +124,6 @@ fn hmap(pairs: &[(&str, Option<&str>)]) -> HstoreMap {
 
 fn sql_of<Q: diesel::query_builder::QueryFragment<Pg>>(query: &Q) -> String {
     debug_query::<Pg, _>(query).to_string()
-}
-
-/// Records the SQL of every statement the connection sends from now on.
-fn record_sql(conn: &mut PgConnection) -> Arc<Mutex<Vec<String>>> {
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&sent);
-    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::StartQuery { query, .. } = event {
-            sink.lock().unwrap().push(query.to_string());
-        }
-    });
-    sent
 }
 
 #[derive(QueryableByName, Debug, PartialEq)]

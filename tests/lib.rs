@@ -4,6 +4,7 @@ mod bulk;
 mod concurrency;
 mod docs_sql;
 mod drivers;
+mod expressions;
 mod harness;
 mod hstore;
 mod keys;

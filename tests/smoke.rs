@@ -71,6 +71,20 @@ fn migrations_create_every_table_and_index() {
         "{title_en_ar}"
     );
 
+    let lower_email = index_definition(&mut client, "accounts_lower_email_key_9f4c1d4d");
+    assert!(
+        lower_email.contains("UNIQUE") && lower_email.contains("(lower(email))"),
+        "{lower_email}"
+    );
+    let alias = index_definition(
+        &mut client,
+        "aliases_owner_coalesce_alias_text_key_4bc3ece7",
+    );
+    assert!(
+        alias.contains("(owner, COALESCE(alias, ''::text))"),
+        "{alias}"
+    );
+
     let unique_constraints = strings(
         &mut client,
         "SELECT conrelid::regclass::text || ':' || conname::text || ':' || pg_get_constraintdef(oid) \
@@ -94,7 +108,10 @@ fn migrations_create_every_table_and_index() {
         &mut client,
         "SELECT version::text FROM __diesel_schema_migrations ORDER BY version",
     );
-    assert_eq!(versions, ["20261121000001", "20261121000002"]);
+    assert_eq!(
+        versions,
+        ["20261121000001", "20261121000002", "20261201000001"]
+    );
 }
 
 #[test]

@@ -56,9 +56,10 @@ mod key;
 mod map;
 mod migrations;
 
+pub use crate::migration::MigrationSql;
 pub use key::{HstoreExpressionMethods, HstoreKey, HstoreOrNullableHstore};
 pub use map::HstoreMap;
-pub use migrations::{required_keys, unique_index, MigrationSql};
+pub use migrations::{required_keys, unique_index};
 
 /// The PostgreSQL `hstore` type (extension `hstore`): a map of text keys to text values or
 /// `NULL`.

@@ -59,7 +59,7 @@ pub(crate) fn byte_keys<T, R: RowValues<T>>(rows: &[R], key: &KeyShape<'_>) -> O
         .iter()
         .map(|part| match part {
             KeyPart::Column(column) => Some((*column, key.catalog.column(column).ok()?.oid)),
-            KeyPart::HstoreKey { .. } => None,
+            KeyPart::HstoreKey { .. } | KeyPart::Expression(_) => None,
         })
         .collect::<Option<Vec<_>>>()?;
     let mut probers = vec![Prober::new::<T, R>(); parts.len()];

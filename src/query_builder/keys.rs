@@ -34,8 +34,8 @@ pub(super) fn key_name(i: usize) -> String {
 #[derive(Debug)]
 pub(crate) struct KeyShape<'c> {
     pub(crate) parts: Vec<KeyPart>,
-    /// The stored type of each part's column.
-    types: Vec<&'c ColumnType>,
+    /// The columns each part reads, with their stored types.
+    types: Vec<Vec<(&'static str, &'c ColumnType)>>,
     pub(crate) catalog: &'c Catalog,
 }
 
@@ -43,7 +43,12 @@ impl<'c> KeyShape<'c> {
     pub(crate) fn new(parts: Vec<KeyPart>, catalog: &'c Catalog) -> crate::Result<Self> {
         let types = parts
             .iter()
-            .map(|p| catalog.column(p.column()))
+            .map(|p| {
+                p.columns()
+                    .into_iter()
+                    .map(|c| Ok((c, catalog.column(c)?)))
+                    .collect::<crate::Result<_>>()
+            })
             .collect::<crate::Result<_>>()?;
         Ok(KeyShape {
             parts,
@@ -55,9 +60,9 @@ impl<'c> KeyShape<'c> {
     /// The distinct columns of the key, in key order.
     pub(crate) fn columns(&self) -> Vec<&'static str> {
         let mut columns: Vec<&'static str> = Vec::new();
-        for part in &self.parts {
-            if !columns.contains(&part.column()) {
-                columns.push(part.column());
+        for (column, _) in self.types.iter().flatten() {
+            if !columns.contains(column) {
+                columns.push(column);
             }
         }
         columns
@@ -69,7 +74,7 @@ impl<'c> KeyShape<'c> {
     pub(crate) fn byte_exact(&self) -> bool {
         !self.catalog.before_triggers
             && !self.catalog.nulls_not_distinct
-            && self.types.iter().all(|t| t.byte_exact())
+            && self.types.iter().flatten().all(|(_, t)| t.byte_exact())
     }
 
     pub(super) fn operator(&self) -> &'static str {
@@ -80,43 +85,52 @@ impl<'c> KeyShape<'c> {
         }
     }
 
-    /// `CAST("c" AS <type>) COLLATE <collation>`, or `(CAST("c" AS hstore) -> 'k')`: part
-    /// `i` of an input row's key, as the column stores and compares it.
-    /// `value` writes the part's column of the input row.
+    /// `CAST("c" AS <type>) COLLATE <collation>`, `(CAST("c" AS hstore) -> 'k')`, or the
+    /// expression `(lower(CAST("c" AS text)))`: part `i` of an input row's key, as the table
+    /// stores and compares it. `value` writes a column of the input row.
     pub(super) fn walk_input_part<'b>(
         &self,
         i: usize,
         out: &mut AstPass<'_, 'b, Pg>,
-        value: impl FnOnce(&mut AstPass<'_, 'b, Pg>) -> QueryResult<()>,
+        mut value: impl FnMut(&'static str, &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>,
     ) -> QueryResult<()> {
-        let ty = self.types[i];
-        let part = &self.parts[i];
-        if let KeyPart::HstoreKey { .. } = part {
-            out.push_sql("(");
-        }
-        walk_cast(out, ty, value)?;
-        match part {
-            KeyPart::Column(_) => {
-                if let Some(collation) = &ty.collation {
-                    out.push_sql(" COLLATE ");
-                    out.push_sql(collation);
-                }
+        let types = &self.types[i];
+        let mut stored = |column: &'static str, out: &mut AstPass<'_, 'b, Pg>| {
+            let ty = types
+                .iter()
+                .find(|(c, _)| *c == column)
+                .map(|(_, ty)| *ty)
+                .ok_or_else(|| {
+                    diesel::result::Error::QueryBuilderError(
+                        format!("column {column:?} is not in the key").into(),
+                    )
+                })?;
+            walk_cast(out, ty, |out| value(column, out))?;
+            if let Some(collation) = &ty.collation {
+                out.push_sql(" COLLATE ");
+                out.push_sql(collation);
             }
-            KeyPart::HstoreKey { key, .. } => {
+            Ok(())
+        };
+        match &self.parts[i] {
+            KeyPart::Column(column) => stored(column, out),
+            KeyPart::HstoreKey { column, key } => {
+                out.push_sql("(");
+                stored(column, out)?;
                 out.push_sql(" -> ");
                 out.push_sql(&quote_literal(key)?);
                 out.push_sql(")");
+                Ok(())
             }
+            KeyPart::Expression(expression) => expression.walk(out, stored),
         }
-        Ok(())
     }
 
     /// `, <part 0> AS "__upsert_k0", …` of the input rows.
     pub(super) fn walk_input_keys(&self, out: &mut AstPass<'_, '_, Pg>) -> QueryResult<()> {
         for i in 0..self.parts.len() {
             out.push_sql(", ");
-            let column = self.parts[i].column();
-            self.walk_input_part(i, out, |out| out.push_identifier(column))?;
+            self.walk_input_part(i, out, |column, out| out.push_identifier(column))?;
             out.push_sql(" AS ");
             out.push_identifier(&key_name(i))?;
         }

@@ -37,8 +37,8 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for FetchExis
             }
             part.walk_on(&mut out, |out| statement.walk_table(out).map(|_| true))?;
             out.push_sql(self.key.operator());
-            self.key.walk_input_part(i, &mut out, |out| {
-                if !self.row.walk_value_of(part.column(), out)? {
+            self.key.walk_input_part(i, &mut out, |column, out| {
+                if !self.row.walk_value_of(column, out)? {
                     out.push_sql("NULL");
                 }
                 Ok(())

@@ -8,16 +8,14 @@
 //! program. Restart after changing a conflict key's type, collation or triggers.
 
 use crate::error::{Error, Result};
-use crate::literal;
 use crate::query_builder::statement::UpsertStatement;
 use crate::schema::{Arbiter, Catalog, ColumnType};
 use crate::target::KeyPart;
 use crate::target::Target;
 use diesel::connection::LoadConnection;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, BoxedSqlQuery, QueryFragment, SqlQuery};
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
-use diesel::QueryResult;
 use diesel::{Connection, RunQueryDsl};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -62,7 +60,11 @@ pub(crate) struct Row {
 /// plain column), or the named constraint's. Elements are compared as PostgreSQL prints them
 /// (`pg_get_indexdef` of one index column against `quote_ident(column)` or
 /// `(column -> 'key'::text)`), without whitespace, parentheses or a schema on `->` (no
-/// backslashes in the patterns: they hold whatever `standard_conforming_strings` is).
+/// backslashes in the patterns: they hold whatever `standard_conforming_strings` is). An index
+/// expression of the target (NULL in `$3`) is not compared: PostgreSQL prints expressions in
+/// its own way (`lower((email)::text)`), so an index counts as matching when it has as many
+/// elements, the target's columns and keys among them, and enough expressions. The answer
+/// is exact when no index can match, which is what [`classify_error`] needs.
 const CATALOG_SQL: &str = "\
 SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type_sql, \
 CASE WHEN a.attcollation IN (0, 100) THEN NULL \
@@ -81,7 +83,8 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdroppe
 LEFT JOIN pg_collation co ON co.oid = a.attcollation \
 LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace \
 LEFT JOIN pg_constraint con ON con.conrelid = c.oid AND con.conname = $2 \
-CROSS JOIN LATERAL (SELECT array_agg(e ORDER BY e) AS elements FROM (SELECT \
+CROSS JOIN LATERAL (SELECT coalesce(array_agg(e ORDER BY e) FILTER (WHERE e IS NOT NULL), '{}') \
+AS elements, count(*) FILTER (WHERE e IS NULL) AS expressions, count(*) AS n FROM (SELECT \
 regexp_replace(CASE WHEN t.key IS NULL THEN quote_ident(t.col) \
 ELSE quote_ident(t.col) || ' -> ' || quote_literal(t.key) || '::text' END, \
 '[[:space:]()]', '', 'g') AS e \
@@ -93,11 +96,14 @@ coalesce(bool_or(u.on_target), false) AS arbiter_any, \
 coalesce(bool_or(u.on_target AND u.full_index), false) AS arbiter_full \
 FROM (SELECT i.indexrelid, i.indpred IS NULL AS full_index, \
 coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false) AS nulls_not_distinct, \
-(SELECT array_agg(e ORDER BY e) FROM (SELECT regexp_replace(regexp_replace( \
+(SELECT CASE WHEN tg.expressions = 0 THEN array_agg(e ORDER BY e) = tg.elements \
+ELSE count(*) = tg.n AND array_agg(e) @> tg.elements \
+AND count(*) FILTER (WHERE expression) >= tg.expressions END \
+FROM (SELECT regexp_replace(regexp_replace( \
 pg_get_indexdef(i.indexrelid, k, false), 'OPERATOR[(][^)]*[.]->[)]', '->', 'g'), \
-'[[:space:]()]', '', 'g') AS e \
+'[[:space:]()]', '', 'g') AS e, i.indkey[k - 1] = 0 AS expression \
 FROM generate_series(1, coalesce((to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts)) AS k) \
-AS ie) = tg.elements AS on_target \
+AS ie) AS on_target \
 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique) AS u) AS ix \
 WHERE c.oid = $1::regclass \
 ORDER BY a.attnum";
@@ -137,7 +143,7 @@ pub(crate) fn cached(table: &str, target: &Target) -> Option<Arc<Catalog>> {
 pub(crate) struct Read<'a> {
     table: &'a str,
     target: &'a Target,
-    columns: Vec<&'a str>,
+    columns: Vec<Option<&'a str>>,
     keys: Vec<Option<&'a str>>,
 }
 
@@ -147,11 +153,17 @@ impl<'a> Read<'a> {
         Read {
             table,
             target,
-            columns: parts.iter().map(KeyPart::column).collect(),
+            columns: parts
+                .iter()
+                .map(|part| match part {
+                    KeyPart::Column(column) | KeyPart::HstoreKey { column, .. } => Some(*column),
+                    KeyPart::Expression(_) => None,
+                })
+                .collect(),
             keys: parts
                 .iter()
                 .map(|part| match part {
-                    KeyPart::Column(_) => None,
+                    KeyPart::Column(_) | KeyPart::Expression(_) => None,
                     KeyPart::HstoreKey { key, .. } => Some(&**key),
                 })
                 .collect(),
@@ -164,7 +176,7 @@ impl<'a> Read<'a> {
             .into_boxed()
             .bind::<Text, _>(self.table)
             .bind::<Nullable<Text>, _>(self.target.constraint())
-            .bind::<Array<Text>, _>(&self.columns)
+            .bind::<Array<Nullable<Text>>, _>(&self.columns)
             .bind::<Array<Nullable<Text>>, _>(&self.keys)
     }
 
@@ -265,7 +277,7 @@ pub(crate) fn classify_error<S: UpsertStatement>(
 /// [`Error::NoMatchingUniqueIndex`] for the statement's target, with the index that would match.
 pub(crate) fn no_matching_unique_index<S: UpsertStatement>(statement: &S) -> Error {
     let table = statement.table_sql();
-    let target = render_target(statement.target());
+    let target = statement.target().sql().unwrap_or_default();
     let mut hint = format!("CREATE UNIQUE INDEX ON {table} {target}");
     if let Some(predicate) = statement.predicate() {
         hint.push_str(" WHERE ");
@@ -276,16 +288,4 @@ pub(crate) fn no_matching_unique_index<S: UpsertStatement>(statement: &S) -> Err
         target,
         hint,
     }
-}
-
-fn render_target(target: &Target) -> String {
-    struct TargetSql<'a>(&'a Target);
-    impl QueryFragment<Pg> for TargetSql<'_> {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-            self.0.walk(&mut out)
-        }
-    }
-    literal::render(&TargetSql(target))
-        .map(|(sql, _)| sql)
-        .unwrap_or_default()
 }

@@ -258,7 +258,7 @@ pub(crate) fn refused<T, R: RowValues<T>>(
     let key = key_columns
         .iter()
         .map(|column| {
-            let value = literal::inline_binds(&ValueOf::<R, T>::new(row, column))
+            let value = literal::inline_binds(&ValueOf::<R, T>::new(row, column), "the key")
                 .unwrap_or_else(|_| "?".to_owned());
             let name = literal::quote_identifier(column).unwrap_or_else(|_| column.to_string());
             format!("{name} = {value}")

@@ -249,10 +249,12 @@ where
         P: Expression + AppearsOnTable<T> + QueryFragment<Pg>,
         P::SqlType: BoolOrNullableBool,
     {
-        self.predicate = Some(literal::inline_binds(&predicate).map_err(|e| match e {
-            Error::InvalidTarget { reason } => reason,
-            other => other.to_string(),
-        }));
+        self.predicate = Some(
+            literal::inline_binds(&predicate, "the index predicate").map_err(|e| match e {
+                Error::InvalidTarget { reason } => reason,
+                other => other.to_string(),
+            }),
+        );
         self
     }
 

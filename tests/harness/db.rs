@@ -48,6 +48,8 @@ pub const ALL_TABLES: &[&str] = &[
     "memberships",
     "subscriptions",
     "articles",
+    "accounts",
+    "aliases",
 ];
 
 /// URL of a database on the PostgreSQL server the tests use (not the test database itself:
@@ -109,6 +111,18 @@ pub fn truncate_all(conn: &mut PgConnection) {
         ALL_TABLES.join(", ")
     ))
     .expect("cannot truncate the test tables");
+}
+
+/// Records the SQL of every statement the connection sends from now on.
+pub fn record_sql(conn: &mut PgConnection) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&sent);
+    conn.set_instrumentation(move |event: diesel::connection::InstrumentationEvent<'_>| {
+        if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event {
+            sink.lock().unwrap().push(query.to_string());
+        }
+    });
+    sent
 }
 
 static UNIQUE_COUNTER: AtomicU64 = AtomicU64::new(1);

@@ -35,5 +35,6 @@ pub use db::*;
 pub use models::*;
 #[allow(unused_imports)]
 pub use schema::{
-    articles, countries, memberships, products, subscriptions, tasks, vendor_products,
+    accounts, aliases, articles, countries, memberships, products, subscriptions, tasks,
+    vendor_products,
 };

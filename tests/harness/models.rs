@@ -10,7 +10,8 @@ use diesel::prelude::*;
 use diesel_upsert::HstoreMap;
 
 use super::schema::{
-    articles, countries, memberships, products, subscriptions, tasks, vendor_products,
+    accounts, aliases, articles, countries, memberships, products, subscriptions, tasks,
+    vendor_products,
 };
 
 /// Rust side of the PostgreSQL enum `task_status`.
@@ -208,4 +209,56 @@ impl<'a> NewArticle<'a> {
             body,
         }
     }
+}
+
+/// A full row of `accounts`.
+#[derive(Queryable, Selectable, Identifiable, Debug, Clone, PartialEq)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
+pub struct Account {
+    pub id: i64,
+    pub tenant: String,
+    pub email: String,
+    pub name: String,
+    pub profile: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An insert into `accounts`; `profile: None` leaves it to its default (`{}`).
+#[derive(Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = accounts)]
+pub struct NewAccount<'a> {
+    pub tenant: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub profile: Option<serde_json::Value>,
+}
+
+impl<'a> NewAccount<'a> {
+    pub fn new(tenant: &'a str, email: &'a str, name: &'a str) -> Self {
+        NewAccount {
+            tenant,
+            email,
+            name,
+            profile: None,
+        }
+    }
+}
+
+/// A full row of `aliases`.
+#[derive(Queryable, Selectable, Identifiable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = aliases, check_for_backend(diesel::pg::Pg))]
+pub struct Alias {
+    pub id: i64,
+    pub owner: String,
+    pub alias: Option<String>,
+    pub note: String,
+}
+
+/// An insert into `aliases`; `alias: None` inserts NULL.
+#[derive(Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = aliases, treat_none_as_default_value = false)]
+pub struct NewAlias<'a> {
+    pub owner: &'a str,
+    pub alias: Option<&'a str>,
+    pub note: &'a str,
 }

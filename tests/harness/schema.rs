@@ -94,6 +94,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Unique expression indexes (`diesel_upsert::unique_index` with `index_expression`):
+    /// `(lower(email))` and `(tenant, (profile ->> 'handle'))`.
+    accounts (id) {
+        id -> Int8,
+        tenant -> Text,
+        email -> Text,
+        name -> Text,
+        profile -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// A unique expression index that makes a missing alias a value: `(owner, coalesce(alias, ''))`.
+    aliases (id) {
+        id -> Int8,
+        owner -> Text,
+        alias -> Nullable<Text>,
+        note -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     products,
     vendor_products,
@@ -102,4 +125,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     memberships,
     subscriptions,
     articles,
+    accounts,
+    aliases,
 );
