@@ -432,7 +432,8 @@ pub(crate) enum Piece {
 /// Splits `sql`, written by Diesel for an expression on the table Diesel writes as `table_sql`
 /// (`"accounts"`, `"shop"."accounts"`), into text and the references to the table's columns,
 /// so that a statement can read those columns from a row of its own choosing. Quoted strings
-/// are never taken apart: a literal holding `"accounts"."email"` stays text.
+/// are never taken apart: a literal holding `"accounts"."email"` stays text. Read from the SQL
+/// because Diesel offers no typed route from an expression to the columns it reads.
 pub(crate) fn column_references(sql: &str, table_sql: &str) -> Vec<Piece> {
     fn tokens(sql: &str) -> Vec<Token<'_>> {
         let mut tokens = Vec::new();

@@ -15,7 +15,9 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_upsert::prelude::*;
-use diesel_upsert::{on_constraint, Error};
+use diesel_upsert::{index_expression, on_constraint, Error};
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 use crate::harness::models::*;
 use crate::harness::schema::*;
@@ -414,6 +416,21 @@ fn cases() -> Vec<Case> {
                     .values(&owner)
                     .on_conflict_do(memberships::org, ConflictAction::Nothing)
                     .index_predicate(memberships::role.eq("owner"))
+                    .insert_and_get(conn)?;
+                Ok(())
+            },
+        },
+        Case {
+            heading: "An index expression: `index_expression(expression)`",
+            ordinal: 0,
+            row_exists: true,
+            call: |conn| {
+                let _row: Account = diesel::insert_into(accounts::table)
+                    .values(&NewAccount::new("main", "Ada@Example.com", "Ada"))
+                    .on_conflict_do(
+                        index_expression(lower(accounts::email)),
+                        ConflictAction::Nothing,
+                    )
                     .insert_and_get(conn)?;
                 Ok(())
             },

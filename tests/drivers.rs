@@ -10,7 +10,9 @@ use crate::bulk::{bulk_items, bulk_items_table, items};
 use crate::harness::*;
 use diesel::upsert::excluded;
 use diesel::{BoolExpressionMethods, ExpressionMethods, IntoSql, QueryDsl, TextExpressionMethods};
-use diesel_upsert::{on_constraint, BulkSummary, DuplicateKeys, Error};
+use diesel_upsert::{index_expression, on_constraint, BulkSummary, DuplicateKeys, Error};
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 macro_rules! on_both_drivers {
     ($($(#[$meta:meta])* fn $name:ident($conn:ident) $body:block)*) => {
@@ -355,6 +357,57 @@ on_both_drivers! {
         assert_eq!((got[1].0.body.as_str(), got[1].1), ("body 3", Outcome::Inserted));
         let title_en = |a: &Article| a.title.as_ref().and_then(|t| t.get("en").cloned().flatten());
         assert_eq!((title_en(&got[0].0), title_en(&got[1].0)), (Some(en), Some(other)));
+        Ok(())
+    }
+
+    /// An index expression finds its row in every terminal: single-row, bulk with pairing,
+    /// the kept rows of `DO NOTHING` and the counts of `bulk_execute`.
+    fn index_expression_targets_on_every_terminal(conn) {
+        let tenant = unique_key("drv-expr");
+        let email = format!("{tenant}@Example.com");
+        let first: Account = diesel::insert_into(accounts::table)
+            .values(&NewAccount::new(&tenant, &email, "first"))
+            .on_conflict_do(index_expression(lower(accounts::email)), ConflictAction::Update)
+            .insert_and_get(conn)
+            .wait()?;
+        let (upper, other) = (email.to_uppercase(), format!("other.{tenant}@x"));
+        let kept: i64 = diesel::insert_into(accounts::table)
+            .values(&NewAccount::new(&tenant, &upper, "ignored"))
+            .on_conflict_do(index_expression(lower(accounts::email)), ConflictAction::Nothing)
+            .insert(conn)
+            .wait()?;
+        assert_eq!(kept, first.id);
+        let rows = vec![
+            NewAccount::new(&tenant, &other, "other"),
+            NewAccount::new(&tenant, &upper, "second"),
+        ];
+        let got: Vec<(Account, Outcome)> = diesel::insert_into(accounts::table)
+            .values(&rows)
+            .on_conflict_do(index_expression(lower(accounts::email)), ConflictAction::Update)
+            .bulk_insert_and_get_with_outcome(conn)
+            .wait()?;
+        assert_eq!((got[1].0.id, got[1].0.name.as_str(), got[1].1), (first.id, "second", Outcome::Updated));
+        assert_eq!((got[0].0.name.as_str(), got[0].1), ("other", Outcome::Inserted));
+        let kept: Vec<Account> = diesel::insert_into(accounts::table)
+            .values(&rows)
+            .on_conflict_do(index_expression(lower(accounts::email)), ConflictAction::Nothing)
+            .bulk_insert_and_get(conn)
+            .wait()?;
+        assert_eq!(kept.iter().map(|a| a.id).collect::<Vec<_>>(), vec![got[0].0.id, first.id]);
+        let summary = diesel::insert_into(accounts::table)
+            .values(&rows)
+            .on_conflict_do(index_expression(lower(accounts::email)), ConflictAction::Update)
+            .skip_unchanged()
+            .bulk_execute(conn)
+            .wait()?;
+        assert_eq!(summary, BulkSummary { inserted: 0, updated: 0, unchanged: 2 });
+        let stored: Vec<(String, String)> = accounts::table
+            .filter(accounts::tenant.eq(&tenant))
+            .order(accounts::id)
+            .select((accounts::email, accounts::name))
+            .load(conn)
+            .wait()?;
+        assert_eq!(stored, vec![(upper, "second".to_owned()), (other, "other".to_owned())]);
         Ok(())
     }
 

@@ -537,3 +537,41 @@ fn concurrent_bulk_upserts_by_the_expression_leave_one_row_per_key() {
         .execute(conn)
         .unwrap();
 }
+
+/// The statements of a bulk call on an expression target (shown in docs/bulk.md, checked here):
+/// PostgreSQL ranks the input's keys, then one upsert pairs the written rows by the expression.
+#[test]
+fn bulk_statements_evaluate_the_expression_on_the_input_and_docs_show_them() {
+    let conn = &mut test_connection();
+    let rows = vec![
+        NewAccount::new("main", "Ada@Example.com", "Ada"),
+        NewAccount::new("main", "grace@example.com", "Grace"),
+    ];
+    let call = |conn: &mut PgConnection| -> Vec<i64> {
+        diesel::insert_into(accounts::table)
+            .values(&rows)
+            .on_conflict_do(lower_email!(), ConflictAction::Update)
+            .bulk_insert(conn)
+            .unwrap()
+    };
+    let first = call(conn);
+    let sent = crate::single::SentSql::attach(conn);
+    assert_eq!(call(conn), first);
+    let statements: Vec<String> = sent
+        .take()
+        .into_iter()
+        .map(|s| s.split(" -- binds: ").next().unwrap().to_owned())
+        .collect();
+    let rank = r#"SELECT "__upsert_ord", dense_rank() OVER (ORDER BY "__upsert_k0") FROM (SELECT *, (lower(CAST("email" AS text))) AS "__upsert_k0" FROM unnest($1, $2) AS "__upsert_row"("email", "__upsert_ord")) AS "__upsert_input" WHERE "__upsert_k0" IS NOT NULL"#;
+    let upsert = r#"WITH "__upsert_input" AS (SELECT *, (lower(CAST("email" AS text))) AS "__upsert_k0" FROM unnest($1, $2, $3, $4) AS "__upsert_row"("tenant", "email", "name", "__upsert_ord")), "__upserted" AS (INSERT INTO "accounts" ("tenant", "email", "name") SELECT "tenant", "email", "name" FROM "__upsert_input" ON CONFLICT ((lower("email"))) DO UPDATE SET "tenant" = excluded."tenant", "email" = excluded."email", "name" = excluded."name" RETURNING "accounts"."id", (xmax = 0) AS "__upsert_inserted", (lower("accounts"."email")) AS "__upsert_k0") SELECT "__upsert_input"."__upsert_ord", "__upserted".* FROM "__upserted" LEFT JOIN "__upsert_input" ON "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0""#;
+    assert_eq!(
+        statements,
+        [
+            rank,
+            "SAVEPOINT diesel_savepoint_1",
+            upsert,
+            "RELEASE SAVEPOINT diesel_savepoint_1"
+        ]
+    );
+    assert!(include_str!("../docs/bulk.md").contains(upsert));
+}

@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_upsert::prelude::*;
 use diesel_upsert::retry::{is_transient, retry, RetryPolicy};
-use diesel_upsert::{Error, HstoreExpressionMethods};
+use diesel_upsert::{index_expression, Error, HstoreExpressionMethods};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -138,6 +138,55 @@ fn an_hstore_key_target_without_a_unique_index_is_recognized_in_every_language()
         }
         division_by_zero_on_conflict!(articles::title.key("en"));
         division_by_zero_on_conflict!((articles::title.key("en"), articles::title.key("ar")));
+    }
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+#[test]
+fn an_index_expression_target_without_a_unique_index_is_recognized_in_every_language() {
+    for (locale, word) in LANGUAGES {
+        let Some(mut conn) = speaking(locale, word) else {
+            continue;
+        };
+        let conn = &mut conn;
+        let p = unique_key("lang-expr");
+        // `products` has no expression index at all: no index can match.
+        let single = diesel::insert_into(products::table)
+            .values(&NewProduct::new(&p, "no index on lower(sku)"))
+            .on_conflict_do(
+                index_expression(lower(products::sku)),
+                ConflictAction::Update,
+            )
+            .insert::<i64, _>(conn);
+        match single {
+            Err(Error::NoMatchingUniqueIndex { hint, .. }) => {
+                assert_eq!(
+                    hint,
+                    r#"CREATE UNIQUE INDEX ON "products" ((lower("sku")))"#
+                )
+            }
+            other => panic!("{locale}: expected NoMatchingUniqueIndex, got {other:?}"),
+        }
+        // `accounts` has unique indexes of one expression: the crate cannot tell from the
+        // catalog whether `lower(name)` is one of them (PostgreSQL prints expressions its own
+        // way), so the server's own error is returned, in its language (docs/guide.md says so).
+        let email = format!("{p}@x");
+        let rows = vec![NewAccount::new(&p, &email, "a")];
+        let bulk = diesel::insert_into(accounts::table)
+            .values(&rows)
+            .on_conflict_do(
+                index_expression(lower(accounts::name)),
+                ConflictAction::Nothing,
+            )
+            .bulk_insert::<i64, _>(conn);
+        assert!(matches!(bulk, Err(Error::Query(_))), "{locale}: {bulk:?}");
+        let stored: i64 = accounts::table
+            .filter(accounts::tenant.eq(&p))
+            .count()
+            .get_result(conn)
+            .unwrap();
+        assert_eq!(stored, 0);
     }
 }
 
