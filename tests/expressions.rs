@@ -5,6 +5,7 @@
 use crate::harness::models::*;
 use crate::harness::schema::*;
 use crate::harness::{connection, pool, record_sql, test_connection, unique_key};
+use diesel::connection::SimpleConnection;
 use diesel::debug_query;
 use diesel::dsl::sql;
 use diesel::pg::Pg;
@@ -574,4 +575,77 @@ fn bulk_statements_evaluate_the_expression_on_the_input_and_docs_show_them() {
         ]
     );
     assert!(include_str!("../docs/bulk.md").contains(upsert));
+}
+
+mod qualified {
+    diesel::table! {
+        /// Created by the test that uses it, in its test transaction.
+        expr_q.members (id) {
+            id -> Int8,
+            email -> Text,
+            name -> Text,
+        }
+    }
+}
+
+#[derive(Insertable, Queryable, Selectable, Debug, Clone, PartialEq)]
+#[diesel(table_name = qualified::members, check_for_backend(diesel::pg::Pg))]
+struct Member {
+    #[diesel(skip_insertion)]
+    id: i64,
+    email: String,
+    name: String,
+}
+
+/// A schema-qualified table: the expression's columns are written as Diesel writes them there
+/// (`"expr_q"."members"."email"`), and the index helper qualifies its `DROP INDEX`.
+#[test]
+fn a_schema_qualified_table_takes_expression_targets_and_its_index() {
+    use qualified::members;
+    let conn = &mut test_connection();
+    let index = unique_index(members::table, index_expression(lower(members::email))).unwrap();
+    assert_eq!(
+        index.up,
+        r#"CREATE UNIQUE INDEX "members_lower_email_key_509c15dc" ON "expr_q"."members" ((lower("email")));"#
+    );
+    assert_eq!(index.down, r#"DROP INDEX "expr_q"."members_lower_email_key_509c15dc";"#);
+    conn.batch_execute(
+        "CREATE SCHEMA expr_q; \
+         CREATE TABLE expr_q.members (id BIGSERIAL PRIMARY KEY, email TEXT NOT NULL, name TEXT NOT NULL)",
+    )
+    .unwrap();
+    conn.batch_execute(&index.up).unwrap();
+    let member = |email: &str, name: &str| Member { id: 0, email: email.into(), name: name.into() };
+    let first: Member = diesel::insert_into(members::table)
+        .values(member("Ada@x", "Ada"))
+        .on_conflict_do(index_expression(lower(members::email)), ConflictAction::Update)
+        .insert_and_get(conn)
+        .unwrap();
+    let (kept, outcome): (Member, Outcome) = diesel::insert_into(members::table)
+        .values(member("ADA@X", "ignored"))
+        .on_conflict_do(index_expression(lower(members::email)), ConflictAction::Nothing)
+        .insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!((kept.id, kept.name.as_str(), outcome), (first.id, "Ada", Outcome::Unchanged));
+    let rows = vec![member("grace@x", "Grace"), member("ada@X", "Ada L.")];
+    let got: Vec<(Member, Outcome)> = diesel::insert_into(members::table)
+        .values(&rows)
+        .on_conflict_do(index_expression(lower(members::email)), ConflictAction::Update)
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|(m, o)| (m.name.as_str(), *o)).collect::<Vec<_>>(),
+        vec![("Grace", Outcome::Inserted), ("Ada L.", Outcome::Updated)]
+    );
+    assert_eq!(got[1].0.id, first.id);
+    let stored: Vec<(String, String)> = members::table
+        .order(members::id)
+        .select((members::email, members::name))
+        .load(conn)
+        .unwrap();
+    assert_eq!(
+        stored,
+        vec![("ada@X".into(), "Ada L.".into()), ("grace@x".into(), "Grace".into())]
+    );
+    conn.batch_execute(&index.down).unwrap();
 }
