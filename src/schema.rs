@@ -31,7 +31,7 @@ impl ColumnType {
 
 /// The facts about one table and conflict target that the statements depend on.
 #[derive(Debug)]
-pub(crate) struct Catalog {
+pub struct Catalog {
     pub(crate) server_version: i32,
     pub(crate) partitioned: bool,
     /// The table has row-level `BEFORE INSERT` or `BEFORE UPDATE` triggers, which may rewrite

@@ -77,3 +77,27 @@ pub enum UpdateOutcome {
     /// nothing inserted.
     Missing,
 }
+
+/// What one bulk statement may carry, as the caller set it on the builder
+/// (`max_rows_per_statement`, `max_bytes_per_statement`, `rows_as_values`). The default is the
+/// crate's own sizes: arrays of at most 20 000 rows and about 16 MiB of values, `VALUES` lists
+/// under PostgreSQL's bind limit. A row is never split: a row larger than `bytes` goes alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// The most rows in one statement (at least 1).
+    pub(crate) rows: usize,
+    /// The most bytes of serialized values in one statement.
+    pub(crate) bytes: usize,
+    /// Rows go as a `VALUES` list even when they could go as arrays.
+    pub(crate) values: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rows: usize::MAX,
+            bytes: usize::MAX,
+            values: false,
+        }
+    }
+}

@@ -158,6 +158,97 @@ impl<T: Table, U, Op> BulkUpdate<T, U, Op> {
         self.0.update_except = Columns::column_names(&columns);
         self
     }
+
+    /// Caps the rows of each statement, as
+    /// [`max_rows_per_statement`](crate::OnConflictDo::max_rows_per_statement) does for upserts.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    /// use diesel_upsert::{bulk_update, UpdateOutcome};
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// # diesel::insert_into(products::table).values(&vec![NewProduct::new("BU-1", "Cup"), NewProduct::new("BU-2", "Pot")]).execute(conn)?;
+    /// let names = vec![
+    ///     (products::sku.eq("BU-1"), products::name.eq("Mug")),
+    ///     (products::sku.eq("BU-2"), products::name.eq("Jug")),
+    /// ];
+    /// let outcomes = bulk_update(products::table)
+    ///     .set(&names)
+    ///     .by(products::sku)
+    ///     .max_rows_per_statement(1) // a lock and an update per row
+    ///     .apply(conn)?;
+    /// assert_eq!(outcomes, [UpdateOutcome::Updated, UpdateOutcome::Updated]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_rows_per_statement(mut self, rows: usize) -> Self {
+        self.0 = self.0.max_rows_per_statement(rows);
+        self
+    }
+
+    /// Caps the bytes of values of each statement, as
+    /// [`max_bytes_per_statement`](crate::OnConflictDo::max_bytes_per_statement) does for
+    /// upserts.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    /// use diesel_upsert::{bulk_update, UpdateOutcome};
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// # diesel::insert_into(products::table).values(&vec![NewProduct::new("BU-1", "Cup"), NewProduct::new("BU-2", "Pot")]).execute(conn)?;
+    /// let names = vec![
+    ///     (products::sku.eq("BU-1"), products::name.eq("Mug")),
+    ///     (products::sku.eq("BU-2"), products::name.eq("Jug")),
+    /// ];
+    /// let outcomes = bulk_update(products::table)
+    ///     .set(&names)
+    ///     .by(products::sku)
+    ///     .max_bytes_per_statement(1 << 20) // 1 MiB
+    ///     .apply(conn)?;
+    /// assert_eq!(outcomes, [UpdateOutcome::Updated, UpdateOutcome::Updated]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_bytes_per_statement(mut self, bytes: usize) -> Self {
+        self.0 = self.0.max_bytes_per_statement(bytes);
+        self
+    }
+
+    /// Sends the rows as a `VALUES` list, as
+    /// [`rows_as_values`](crate::OnConflictDo::rows_as_values) does for upserts.
+    ///
+    /// ```rust
+    /// # include!("doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    /// use diesel_upsert::{bulk_update, UpdateOutcome};
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// # diesel::insert_into(products::table).values(&vec![NewProduct::new("BU-1", "Cup"), NewProduct::new("BU-2", "Pot")]).execute(conn)?;
+    /// let names = vec![
+    ///     (products::sku.eq("BU-1"), products::name.eq("Mug")),
+    ///     (products::sku.eq("BU-2"), products::name.eq("Jug")),
+    /// ];
+    /// let outcomes = bulk_update(products::table)
+    ///     .set(&names)
+    ///     .by(products::sku)
+    ///     .rows_as_values() // UPDATE … FROM (VALUES …)
+    ///     .apply(conn)?;
+    /// assert_eq!(outcomes, [UpdateOutcome::Updated, UpdateOutcome::Updated]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rows_as_values(mut self) -> Self {
+        self.0 = self.0.rows_as_values();
+        self
+    }
 }
 
 /// The terminal of a [`BulkUpdate`] on a synchronous `diesel::Connection`. In the prelude.

@@ -608,33 +608,54 @@ fn a_schema_qualified_table_takes_expression_targets_and_its_index() {
         index.up,
         r#"CREATE UNIQUE INDEX "members_lower_email_key_509c15dc" ON "expr_q"."members" ((lower("email")));"#
     );
-    assert_eq!(index.down, r#"DROP INDEX "expr_q"."members_lower_email_key_509c15dc";"#);
+    assert_eq!(
+        index.down,
+        r#"DROP INDEX "expr_q"."members_lower_email_key_509c15dc";"#
+    );
     conn.batch_execute(
         "CREATE SCHEMA expr_q; \
          CREATE TABLE expr_q.members (id BIGSERIAL PRIMARY KEY, email TEXT NOT NULL, name TEXT NOT NULL)",
     )
     .unwrap();
     conn.batch_execute(&index.up).unwrap();
-    let member = |email: &str, name: &str| Member { id: 0, email: email.into(), name: name.into() };
+    let member = |email: &str, name: &str| Member {
+        id: 0,
+        email: email.into(),
+        name: name.into(),
+    };
     let first: Member = diesel::insert_into(members::table)
         .values(member("Ada@x", "Ada"))
-        .on_conflict_do(index_expression(lower(members::email)), ConflictAction::Update)
+        .on_conflict_do(
+            index_expression(lower(members::email)),
+            ConflictAction::Update,
+        )
         .insert_and_get(conn)
         .unwrap();
     let (kept, outcome): (Member, Outcome) = diesel::insert_into(members::table)
         .values(member("ADA@X", "ignored"))
-        .on_conflict_do(index_expression(lower(members::email)), ConflictAction::Nothing)
+        .on_conflict_do(
+            index_expression(lower(members::email)),
+            ConflictAction::Nothing,
+        )
         .insert_and_get_with_outcome(conn)
         .unwrap();
-    assert_eq!((kept.id, kept.name.as_str(), outcome), (first.id, "Ada", Outcome::Unchanged));
+    assert_eq!(
+        (kept.id, kept.name.as_str(), outcome),
+        (first.id, "Ada", Outcome::Unchanged)
+    );
     let rows = vec![member("grace@x", "Grace"), member("ada@X", "Ada L.")];
     let got: Vec<(Member, Outcome)> = diesel::insert_into(members::table)
         .values(&rows)
-        .on_conflict_do(index_expression(lower(members::email)), ConflictAction::Update)
+        .on_conflict_do(
+            index_expression(lower(members::email)),
+            ConflictAction::Update,
+        )
         .bulk_insert_and_get_with_outcome(conn)
         .unwrap();
     assert_eq!(
-        got.iter().map(|(m, o)| (m.name.as_str(), *o)).collect::<Vec<_>>(),
+        got.iter()
+            .map(|(m, o)| (m.name.as_str(), *o))
+            .collect::<Vec<_>>(),
         vec![("Grace", Outcome::Inserted), ("Ada L.", Outcome::Updated)]
     );
     assert_eq!(got[1].0.id, first.id);
@@ -645,7 +666,34 @@ fn a_schema_qualified_table_takes_expression_targets_and_its_index() {
         .unwrap();
     assert_eq!(
         stored,
-        vec![("ada@X".into(), "Ada L.".into()), ("grace@x".into(), "Grace".into())]
+        vec![
+            ("ada@X".into(), "Ada L.".into()),
+            ("grace@x".into(), "Grace".into())
+        ]
     );
     conn.batch_execute(&index.down).unwrap();
+}
+
+#[test]
+fn bulk_update_finds_rows_by_an_index_expression() {
+    let conn = &mut test_connection();
+    let tenant = unique_key("expr-update");
+    let (a, b) = (format!("a.{tenant}@x"), format!("b.{tenant}@x"));
+    diesel::insert_into(accounts::table)
+        .values(&vec![NewAccount::new(&tenant, &a, "a")])
+        .execute(conn)
+        .unwrap();
+    let (ua, ub) = (a.to_uppercase(), b.to_uppercase());
+    let changes = vec![
+        (accounts::email.eq(&ub), accounts::name.eq("B")),
+        (accounts::email.eq(&ua), accounts::name.eq("A")),
+    ];
+    let outcomes = diesel_upsert::bulk_update(accounts::table)
+        .set(&changes)
+        .by(lower_email!())
+        .apply(conn)
+        .unwrap();
+    use diesel_upsert::UpdateOutcome::{Missing, Updated};
+    assert_eq!(outcomes, [Missing, Updated]);
+    assert_eq!(account_emails(conn, &tenant), vec![(ua, "A".to_owned())]);
 }

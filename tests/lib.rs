@@ -11,4 +11,5 @@ mod keys;
 mod language;
 mod single;
 mod smoke;
+mod statements;
 mod ui;

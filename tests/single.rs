@@ -105,6 +105,80 @@ fn a_named_constraint_is_written_as_on_constraint() {
     );
 }
 
+/// The terminals know a named constraint's columns from the catalog and leave them out of
+/// `SET`, in single-row and bulk statements alike (Citus forbids assigning a distribution
+/// column, which every constraint there includes); with nothing else to set, `DO NOTHING`.
+#[test]
+fn the_terminals_leave_a_named_constraints_columns_out_of_the_set_list() {
+    let conn = &mut test_connection();
+    let email = format!(
+        "{}@example.com",
+        crate::harness::unique_key("constraint-set")
+    );
+    let sub = |plan| NewSubscription {
+        email: &email,
+        plan,
+        seats: Some(3),
+    };
+    let sent = SentSql::attach(conn);
+    let first: Subscription = diesel::insert_into(subscriptions::table)
+        .values(&sub("pro"))
+        .on_conflict_do(
+            on_constraint("subscriptions_email_unique"),
+            ConflictAction::Update,
+        )
+        .insert_and_get(conn)
+        .unwrap();
+    let rows = vec![sub("team")];
+    let bulk: Vec<(Subscription, Outcome)> = diesel::insert_into(subscriptions::table)
+        .values(&rows)
+        .on_conflict_do(
+            on_constraint("subscriptions_email_unique"),
+            ConflictAction::Update,
+        )
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!(
+        (bulk[0].0.id, bulk[0].0.plan.as_str(), bulk[0].1),
+        (first.id, "team", Outcome::Updated)
+    );
+    // Only the constraint's column to set: nothing to set.
+    let (kept, outcome): (Subscription, Outcome) = diesel::insert_into(subscriptions::table)
+        .values(&sub("ignored"))
+        .on_conflict_do(
+            on_constraint("subscriptions_email_unique"),
+            ConflictAction::Update,
+        )
+        .update_only(subscriptions::email)
+        .insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!(
+        (kept.id, kept.plan.as_str(), outcome),
+        (first.id, "team", Outcome::Unchanged)
+    );
+    let upserts: Vec<String> = sent
+        .take()
+        .into_iter()
+        .filter(|s| s.contains("ON CONFLICT"))
+        .collect();
+    assert_eq!(upserts.len(), 3, "{upserts:#?}");
+    assert!(
+        upserts[0].contains(
+            r#"DO UPDATE SET "plan" = excluded."plan", "seats" = excluded."seats" RETURNING"#
+        ),
+        "{}",
+        upserts[0]
+    );
+    assert!(
+        upserts[1].contains(
+            r#"DO UPDATE SET "plan" = excluded."plan", "seats" = excluded."seats" RETURNING"#
+        ),
+        "{}",
+        upserts[1]
+    );
+    assert!(upserts[2].contains("DO NOTHING"), "{}", upserts[2]);
+}
+
 #[test]
 fn the_primary_key_is_never_in_the_set_list() {
     let query = diesel::insert_into(countries::table)

@@ -15,16 +15,18 @@
 use super::results::{group, rank_bytes, ByteKeys, Groups, Results};
 #[cfg(test)]
 use super::rows::byte_keys;
-use super::rows::{chunks, key_source, next_rows, Indexed};
+use super::rows::{chunk_len, key_source, next_rows, Indexed};
 use super::{not_found, Method, Narrowing, ATTEMPTS};
 use crate::error::{Error, Result};
-use crate::query_builder::arrays::{ArraySource, ColumnArrays, ARRAY_ROWS, FIRST_ARRAY_ROWS};
+use crate::query_builder::arrays::{
+    ArraySource, ColumnArrays, ARRAY_BYTES, ARRAY_ROWS, FIRST_ARRAY_ROWS,
+};
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::BulkRows;
 use crate::rows::RowValues;
 use crate::run::returning::Written;
 use crate::schema::InsertedFlag;
-use crate::spec::{BulkSummary, DuplicateKeys, Outcome, UpdateOutcome};
+use crate::spec::{BulkSummary, DuplicateKeys, Limits, Outcome, UpdateOutcome};
 
 /// The next statement of a bulk call: the driver builds the query node for it, loads its rows
 /// and hands them back to the plan method named in each variant.
@@ -66,6 +68,7 @@ pub(crate) struct Lookahead<'q, T, R> {
     at: (u64, usize),
     rows: Vec<(usize, &'q R)>,
     source: ArraySource<'q>,
+    max_bytes: usize,
     _table: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -81,7 +84,7 @@ impl<'q, T, R: RowValues<T>> Lookahead<'q, T, R> {
     pub(crate) fn encode(self) -> Ahead<'q, T, R> {
         Ahead {
             at: self.at,
-            arrays: ColumnArrays::build(&self.rows, self.source, Some(ARRAY_ROWS)),
+            arrays: ColumnArrays::build(&self.rows, self.source, self.rows.len(), self.max_bytes),
         }
     }
 }
@@ -122,6 +125,8 @@ pub(crate) struct Settings {
     /// `bulk_update`: lock the rows that exist (in key order), then update them; rows without
     /// a stored row (or with a NULL key) are missing, never inserted.
     pub(crate) update: bool,
+    /// What one statement may carry.
+    pub(crate) limits: Limits,
 }
 
 /// A bulk call from its rows to one result per input row; see the module documentation.
@@ -136,6 +141,7 @@ pub(crate) struct BulkPlan<'q, T, R, Out> {
     fixed: usize,
     rows_back: bool,
     update: bool,
+    limits: Limits,
     /// Rows inserted and updated, without rows back.
     counts: (usize, usize),
     /// The table has `BEFORE` triggers, which may rewrite keys.
@@ -195,6 +201,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             fixed,
             rows_back,
             update,
+            limits,
         } = settings;
         let mut plan = BulkPlan {
             rows,
@@ -206,6 +213,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             fixed,
             rows_back,
             update,
+            limits,
             counts: (0, 0),
             before_triggers: key.catalog.before_triggers,
             phase: Phase::Group,
@@ -244,7 +252,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
         if self.phase != Phase::Group {
             return Ok(None);
         }
-        key_source(&self.indexed(), self.key_columns).map(Some)
+        key_source(&self.indexed(), self.key_columns, self.limits).map(Some)
     }
 
     /// The key ranks PostgreSQL returned: `(input position, dense rank)`.
@@ -305,7 +313,13 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                 } else {
                     ARRAY_ROWS
                 };
-                next_rows(&self.queue[self.cursor..], source, max_rows, fixed)?
+                next_rows(
+                    &self.queue[self.cursor..],
+                    source,
+                    max_rows,
+                    fixed,
+                    self.limits,
+                )?
             }
         };
         self.sent_from = self.cursor;
@@ -326,7 +340,8 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
         let source = ArraySource::Rows {
             columns: self.columns,
         };
-        (writes && !rows.is_empty()).then(|| Narrowing::new(rows.to_vec(), source, self.fixed))
+        (writes && !rows.is_empty())
+            .then(|| Narrowing::new(rows.to_vec(), source, self.fixed, self.limits.values))
     }
 
     /// The rows of the statement after the one just returned, when they can be encoded before
@@ -349,8 +364,9 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
         }
         Some(Lookahead {
             at: (self.generation, self.cursor),
-            rows: rest[..rest.len().min(ARRAY_ROWS)].to_vec(),
+            rows: rest[..rest.len().min(ARRAY_ROWS).min(self.limits.rows)].to_vec(),
             source,
+            max_bytes: ARRAY_BYTES.min(self.limits.bytes),
             _table: std::marker::PhantomData,
         })
     }
@@ -436,7 +452,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
                     return Ok(Some(Step::Fetch { rows, lock }));
                 }
                 Phase::Unkeyed if !rest.is_empty() => {
-                    let chunk = chunks(rest, self.fixed)?.swap_remove(0);
+                    let chunk = rest[..chunk_len(rest, self.fixed, self.limits)?].to_vec();
                     self.cursor += chunk.len();
                     self.arrays = false;
                     self.inserting = chunk.iter().map(|(i, _)| *i).collect();

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::query_builder::arrays::ArraySource;
 use crate::query_builder::nodes::BulkRows;
 use crate::rows::RowValues;
+use crate::spec::Limits;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// Whether a failed statement's error names a constraint one of its rows broke: NOT NULL,
@@ -35,6 +36,9 @@ pub(crate) struct Narrowing<'q, T, R> {
     rows: Vec<(usize, &'q R)>,
     source: ArraySource<'q>,
     fixed: usize,
+    /// The rows went as a `VALUES` list by choice ([`Limits::values`]); the caps on a
+    /// statement's size hold for every part of a statement that kept to them.
+    values: bool,
     /// The longest prefix known to pass (0: none sent), and the shortest known to fail.
     passes: usize,
     fails: usize,
@@ -44,12 +48,18 @@ pub(crate) struct Narrowing<'q, T, R> {
 }
 
 impl<'q, T, R: RowValues<T>> Narrowing<'q, T, R> {
-    pub(crate) fn new(rows: Vec<(usize, &'q R)>, source: ArraySource<'q>, fixed: usize) -> Self {
+    pub(crate) fn new(
+        rows: Vec<(usize, &'q R)>,
+        source: ArraySource<'q>,
+        fixed: usize,
+        values: bool,
+    ) -> Self {
         let fails = rows.len();
         Narrowing {
             rows,
             source,
             fixed,
+            values,
             passes: 0,
             fails,
             confirmed: false,
@@ -65,7 +75,11 @@ impl<'q, T, R: RowValues<T>> Narrowing<'q, T, R> {
         if len == 0 {
             return Ok(None);
         }
-        next_rows(&self.rows[..len], self.source, len, self.fixed).map(Some)
+        let limits = Limits {
+            values: self.values,
+            ..Limits::default()
+        };
+        next_rows(&self.rows[..len], self.source, len, self.fixed, limits).map(Some)
     }
 
     fn next_len(&self) -> usize {

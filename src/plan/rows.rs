@@ -5,10 +5,11 @@
 use super::results::ByteKeys;
 use crate::error::{Error, Result};
 use crate::literal::{count_binds, render, NoTypeLookup};
-use crate::query_builder::arrays::{ArraySource, ColumnArrays};
+use crate::query_builder::arrays::{ArraySource, ColumnArrays, ARRAY_BYTES};
 use crate::query_builder::keys::KeyShape;
 use crate::query_builder::nodes::BulkRows;
 use crate::rows::{Probe, Prober, RowValues, ValueOf, ValuesOf};
+use crate::spec::Limits;
 use crate::target::KeyPart;
 use diesel::pg::Pg;
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
@@ -21,29 +22,68 @@ pub(crate) const MAX_BINDS: usize = 65_535;
 pub(crate) type Indexed<'r, R> = [(usize, &'r R)];
 
 /// All `rows`' key columns in one statement (the ranks of one statement compare): as arrays, or
-/// as a `VALUES` list when a key holds an SQL expression.
+/// as a `VALUES` list when a key holds an SQL expression (or with `limits.values`). The keys must
+/// fit in one statement of `limits`.
 pub(crate) fn key_source<'r, T, R: RowValues<T>>(
     rows: &Indexed<'r, R>,
     key_columns: &'r [&'static str],
+    limits: Limits,
 ) -> Result<BulkRows<'r, T, R>> {
-    if let Some(arrays) = ColumnArrays::build(rows, ArraySource::Columns(key_columns), None) {
-        if arrays.len() == rows.len() {
-            return Ok(BulkRows::Arrays(arrays));
+    let too_large = |what: String| {
+        Error::unsupported(format!(
+            "the conflict keys of the call's {} rows take {what}, more than the statement limit \
+             allows: PostgreSQL must rank keys of this type itself (their bytes do not compare \
+             as the column does), in one statement; raise the limit or split the call",
+            rows.len()
+        ))
+    };
+    if rows.len() > limits.rows {
+        return Err(too_large(format!("{} rows", rows.len())));
+    }
+    let source = ArraySource::Columns(key_columns);
+    if !limits.values {
+        if let Some(arrays) = ColumnArrays::build(rows, source, usize::MAX, usize::MAX) {
+            if arrays.len() == rows.len() {
+                let bytes = arrays.bytes();
+                if bytes > limits.bytes {
+                    return Err(too_large(format!("{bytes} bytes")));
+                }
+                return Ok(BulkRows::Arrays(arrays));
+            }
         }
     }
     let mut binds = 0;
+    let mut bytes = 0;
     for (_, row) in rows {
         for column in key_columns {
-            binds += count_binds(&ValueOf::<R, T>::new(*row, column))?;
+            let value = ValueOf::<R, T>::new(*row, column);
+            binds += count_binds(&value)?;
+            if limits.bytes != usize::MAX {
+                bytes += bind_bytes(&value)?;
+            }
         }
     }
     if binds > MAX_BINDS {
         return Err(Error::unsupported(format!(
-            "the conflict keys hold SQL expressions with {binds} bind parameters in all; \
+            "the conflict keys hold {binds} bind parameters in all; \
              PostgreSQL compares keys in one statement of at most {MAX_BINDS}"
         )));
     }
+    if bytes > limits.bytes {
+        return Err(too_large(format!("{bytes} bytes")));
+    }
     Ok(BulkRows::Values(rows.to_vec()))
+}
+
+/// The bytes of the values a fragment binds, serialized without a connection, each with its
+/// 4-byte length as sent (as array elements are counted).
+fn bind_bytes<F: QueryFragment<Pg>>(fragment: &F) -> Result<usize> {
+    Ok(render(fragment)?
+        .1
+        .binds
+        .iter()
+        .map(|b| 4 + b.as_ref().map_or(0, Vec::len))
+        .sum())
 }
 
 /// The conflict keys of the rows as bytes, when comparing those bytes is exactly PostgreSQL's
@@ -103,26 +143,20 @@ pub(crate) fn binds_of<T, R: RowValues<T>>(row: &R) -> Result<usize> {
     Ok(count_binds(&ValuesOf::<R, T>::new(row))?)
 }
 
-/// Cuts `rows` into chunks whose binds, plus `fixed` binds of the statement around them, stay
-/// within PostgreSQL's limit.
-pub(crate) fn chunks<'r, T, R: RowValues<T>>(
-    mut rows: &Indexed<'r, R>,
+/// How many leading rows of `rows` fit in one `VALUES` statement with `fixed` other binds,
+/// under PostgreSQL's bind limit and `limits`.
+pub(crate) fn chunk_len<T, R: RowValues<T>>(
+    rows: &Indexed<'_, R>,
     fixed: usize,
-) -> Result<Vec<Vec<(usize, &'r R)>>> {
-    let mut chunks = Vec::new();
-    while !rows.is_empty() {
-        let len = chunk_len(rows, fixed)?;
-        chunks.push(rows[..len].to_vec());
-        rows = &rows[len..];
-    }
-    Ok(chunks)
-}
-
-/// How many leading rows of `rows` fit in one `VALUES` statement with `fixed` other binds.
-fn chunk_len<T, R: RowValues<T>>(rows: &Indexed<'_, R>, fixed: usize) -> Result<usize> {
+    limits: Limits,
+) -> Result<usize> {
     let budget = MAX_BINDS.saturating_sub(fixed);
     let mut used = 0;
+    let mut bytes = 0;
     for (len, &(index, row)) in rows.iter().enumerate() {
+        if len == limits.rows {
+            return Ok(len);
+        }
         let binds = binds_of(row)?;
         if binds > budget {
             return Err(Error::unsupported(format!(
@@ -133,22 +167,35 @@ fn chunk_len<T, R: RowValues<T>>(rows: &Indexed<'_, R>, fixed: usize) -> Result<
             return Ok(len);
         }
         used += binds;
+        if limits.bytes != usize::MAX {
+            bytes += bind_bytes(&ValuesOf::<R, T>::new(row))?;
+            if bytes > limits.bytes && len > 0 {
+                return Ok(len);
+            }
+        }
     }
     Ok(rows.len())
 }
 
-/// The next rows of one statement: as arrays (at most `max_rows`) when the leading rows are
-/// plain values, otherwise as a `VALUES` list under the bind limit.
+/// The next rows of one statement: as arrays (at most `max_rows`, and within `limits`) when the
+/// leading rows are plain values, otherwise (or with `limits.values`) as a `VALUES` list under
+/// the bind limit and `limits`.
 pub(crate) fn next_rows<'r, T, R: RowValues<T>>(
     rows: &Indexed<'r, R>,
     source: ArraySource<'r>,
     max_rows: usize,
     fixed: usize,
+    limits: Limits,
 ) -> Result<BulkRows<'r, T, R>> {
-    if let Some(arrays) = ColumnArrays::build(rows, source, Some(max_rows)) {
-        return Ok(BulkRows::Arrays(arrays));
+    if !limits.values {
+        let max_bytes = ARRAY_BYTES.min(limits.bytes);
+        if let Some(arrays) =
+            ColumnArrays::build(rows, source, max_rows.min(limits.rows), max_bytes)
+        {
+            return Ok(BulkRows::Arrays(arrays));
+        }
     }
-    let len = chunk_len(rows, fixed)?;
+    let len = chunk_len(rows, fixed, limits)?;
     Ok(BulkRows::Values(rows[..len].to_vec()))
 }
 

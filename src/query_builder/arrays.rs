@@ -26,8 +26,9 @@ pub(crate) const ARRAY_ROWS: usize = 20_000;
 /// The most whole rows the first array statement of a phase carries: they cannot be encoded
 /// while an earlier statement runs, so the server should get them soon.
 pub(crate) const FIRST_ARRAY_ROWS: usize = 2_000;
-/// The most bytes of values one array statement carries (a row is never split).
-const ARRAY_BYTES: usize = 16 << 20;
+/// The most bytes of elements (each with its 4-byte length) one array statement carries (a row
+/// is never split: a larger row goes alone).
+pub(crate) const ARRAY_BYTES: usize = 16 << 20;
 
 /// The OID of PostgreSQL's `record`: `unnest` would expand it into columns.
 const RECORD_OID: u32 = 2249;
@@ -70,6 +71,11 @@ impl<T, R> ColumnArrays<'_, T, R> {
     pub(crate) fn len(&self) -> usize {
         self.positions.len()
     }
+
+    /// The bytes of the arrays' elements, as sent (each with its 4-byte length).
+    pub(crate) fn bytes(&self) -> usize {
+        self.arrays.iter().map(|a| a.len() - HEADER_LEN).sum()
+    }
 }
 
 /// Offsets in the array header (all fields are 4-byte big-endian integers).
@@ -80,18 +86,16 @@ const HEADER_LEN: usize = 20;
 
 impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
     /// Encodes the leading rows of `rows` whose values are all plain binds, up to `max_rows`
-    /// rows and about 16 MiB (all of them when `max_rows` is `None`). `None` when the first row
-    /// is not plain.
+    /// rows (at least one) and until their values reach `max_bytes` (a row is never split).
+    /// `None` when the first row is not plain.
     pub(crate) fn build(
         rows: &[(usize, &'q R)],
         source: ArraySource<'q>,
-        max_rows: Option<usize>,
+        max_rows: usize,
+        max_bytes: usize,
     ) -> Option<Self> {
         let &(_, first) = rows.first()?;
-        let (max_rows, max_bytes) = match max_rows {
-            Some(max_rows) => (max_rows, ARRAY_BYTES),
-            None => (usize::MAX, usize::MAX),
-        };
+        let max_rows = max_rows.max(1);
         let mut encoder = Encoder::new(source);
         let width = encoder.width();
         let mut arrays = vec![header(rows.len().min(max_rows)); width];
@@ -104,10 +108,20 @@ impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
             if !encoder.encode(row) {
                 break;
             }
+            // Each element as sent: its 4-byte length, then its bytes.
+            let row_bytes: usize = encoder
+                .binds
+                .binds
+                .iter()
+                .map(|v| 4 + v.as_ref().map_or(0, Vec::len))
+                .sum();
+            if bytes + row_bytes > max_bytes && !positions.is_empty() {
+                break;
+            }
+            bytes += row_bytes;
             for (array, value) in arrays.iter_mut().zip(encoder.binds.binds.drain(..)) {
                 match value {
                     Some(value) => {
-                        bytes += value.len();
                         array.extend_from_slice(&(value.len() as i32).to_be_bytes());
                         array.extend_from_slice(&value);
                     }
@@ -118,9 +132,6 @@ impl<'q, T, R: RowValues<T>> ColumnArrays<'q, T, R> {
                 }
             }
             positions.push(position);
-            if bytes >= max_bytes {
-                break;
-            }
         }
         if positions.is_empty() {
             return None;
@@ -363,7 +374,7 @@ mod tests {
         });
         let statement = diesel::insert_into(labels::table).values(&input);
         let rows: Vec<_> = statement.records.rows().iter().enumerate().collect();
-        let arrays = ColumnArrays::build(&rows, ArraySource::Rows { columns: 2 }, Some(10))
+        let arrays = ColumnArrays::build(&rows, ArraySource::Rows { columns: 2 }, 10, ARRAY_BYTES)
             .expect("plain rows");
         let mut out = RawBytesBindCollector::<Pg>::new();
         for array in &arrays.arrays {

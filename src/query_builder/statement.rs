@@ -4,7 +4,8 @@ use super::nodes::BulkRows;
 use super::update::{NoUpdateCondition, NoUpdateValues, UpdateSet, UpdateWhere};
 use crate::error::Error;
 use crate::rows::{Records, RowValues};
-use crate::spec::{ConflictAction, DuplicateKeys};
+use crate::schema::Catalog;
+use crate::spec::{ConflictAction, DuplicateKeys, Limits};
 use crate::target::Target;
 
 use diesel::pg::Pg;
@@ -44,6 +45,11 @@ pub struct OnConflictDo<T: Table, U, Op, V = NoUpdateValues, W = NoUpdateConditi
     pub(crate) condition: W,
     pub(crate) skip_unchanged: bool,
     pub(crate) duplicate_keys: Option<DuplicateKeys>,
+    /// What one bulk statement may carry.
+    pub(crate) limits: Limits,
+    /// The columns of an `on_constraint` target, from the catalog: set by the terminals (see
+    /// [`UpsertStatement::use_catalog`]), never by `execute` or `debug_query`.
+    pub(crate) constraint_columns: std::sync::OnceLock<Vec<String>>,
 }
 
 impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
@@ -57,6 +63,7 @@ impl<T: Table, U, Op, V, W> fmt::Debug for OnConflictDo<T, U, Op, V, W> {
             .field("touch", &self.touch)
             .field("skip_unchanged", &self.skip_unchanged)
             .field("duplicate_keys", &self.duplicate_keys)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +158,14 @@ pub trait UpsertStatement {
 
     /// The policy for rows sharing a conflict key in a bulk call.
     fn duplicate_keys(&self) -> Option<DuplicateKeys>;
+
+    /// What one bulk statement may carry.
+    fn limits(&self) -> Limits;
+
+    /// Learns from the catalog what the target alone does not say: the columns of a named
+    /// constraint, which `DO UPDATE SET` then leaves out like a column target's. Called by the
+    /// terminals before they write anything; `execute` and `debug_query` have no catalog.
+    fn use_catalog(&self, catalog: &Catalog);
 
     /// Whether the update has a condition (`update_condition` or `skip_unchanged`) that can
     /// leave a conflicting row in place, locked.
@@ -314,6 +329,18 @@ where
         self.duplicate_keys
     }
 
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn use_catalog(&self, catalog: &Catalog) {
+        if self.target.constraint().is_some() {
+            let _ = self
+                .constraint_columns
+                .set(catalog.constraint_columns.clone());
+        }
+    }
+
     fn table_sql(&self) -> &str {
         &self.names.sql
     }
@@ -332,13 +359,19 @@ where
     W: UpdateWhere,
 {
     /// The columns copied from the new row in `DO UPDATE SET`: the supplied columns minus the
-    /// plain target columns and the primary key, restricted by `update_only`, minus the
+    /// plain target columns (a named constraint's once the catalog is known) and the primary
+    /// key, restricted by `update_only`, minus the
     /// columns of `update_except`, `touch` and those `update_values` assigns.
     pub(crate) fn default_set_columns(&self, supplied: &[&'static str]) -> Vec<&'static str> {
         supplied
             .iter()
             .copied()
             .filter(|c| !self.target.plain_columns().any(|t| t == *c))
+            .filter(|c| {
+                self.constraint_columns
+                    .get()
+                    .is_none_or(|key| !key.iter().any(|k| k == c))
+            })
             .filter(|c| !self.names.primary_key.iter().any(|pk| pk == c))
             .filter(|c| {
                 self.update_only

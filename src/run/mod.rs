@@ -58,6 +58,7 @@ impl Prepared {
         columns: Vec<&'static str>,
     ) -> Result<Self> {
         check_returnable(statement, &catalog)?;
+        statement.use_catalog(&catalog);
         let policy = statement.duplicate_keys().or(match statement.action() {
             ConflictAction::Nothing => Some(DuplicateKeys::KeepFirst),
             ConflictAction::Update => None,
@@ -136,6 +137,7 @@ impl Prepared {
             fixed,
             rows_back,
             update: false,
+            limits: statement.limits(),
         }
     }
 
@@ -183,6 +185,7 @@ impl SingleCall {
         outcomes: bool,
     ) -> Result<Self> {
         check_returnable(statement, catalog)?;
+        statement.use_catalog(catalog);
         let mut supplied = Vec::new();
         statement.rows()[0].supplied_columns(&mut supplied);
         let method = Method::choose(statement, catalog, &supplied, outcomes);

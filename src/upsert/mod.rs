@@ -10,7 +10,7 @@ use crate::query_builder::update::{
 };
 use crate::rows::{BatchRows, Records, SingleRow};
 use crate::run::returning::Returning;
-use crate::spec::{ConflictAction, DuplicateKeys};
+use crate::spec::{ConflictAction, DuplicateKeys, Limits};
 use crate::target::{ColumnSet, IntoConflictTarget, Target};
 use diesel::connection::LoadConnection;
 use diesel::expression::{AppearsOnTable, Expression};
@@ -183,6 +183,8 @@ where
             condition: NoUpdateCondition,
             skip_unchanged: false,
             duplicate_keys: None,
+            limits: Limits::default(),
+            constraint_columns: std::sync::OnceLock::new(),
         }
     }
 }
@@ -433,6 +435,98 @@ where
         self.duplicate_keys = Some(policy);
         self
     }
+
+    /// Caps the rows one bulk statement carries (at least 1): every statement of a bulk call —
+    /// the upserts, the read-back of kept rows, the locks, and the statement that ranks the
+    /// keys PostgreSQL compares itself — stays within it, and the call's statements stay in one
+    /// transaction. Without it the crate's own sizes apply (up to 20 000 rows per statement).
+    /// For engines and proxies with a statement size limit; a call whose keys PostgreSQL must
+    /// rank (a type whose bytes do not compare as the column does) and that exceed the limit
+    /// together is an [`Error::Unsupported`] before anything is sent.
+    ///
+    /// ```rust
+    /// # include!("../doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let rows: Vec<NewProduct> = ["SKU-L1", "SKU-L2", "SKU-L3"]
+    ///     .iter()
+    ///     .map(|sku| NewProduct::new(sku, "Cup"))
+    ///     .collect();
+    /// let ids: Vec<i64> = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .max_rows_per_statement(2) // two upsert statements: 2 rows, then 1
+    ///     .bulk_insert(conn)?;
+    /// assert_eq!(ids.len(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_rows_per_statement(mut self, rows: usize) -> Self {
+        self.limits.rows = rows.max(1);
+        self
+    }
+
+    /// Caps the bytes of values one bulk statement carries: the serialized values of its rows,
+    /// each counted with its 4-byte length as sent (the SQL text and the protocol's framing come
+    /// on top). Applies to every statement of a bulk call, like
+    /// [`max_rows_per_statement`](Self::max_rows_per_statement); a row is never split, so a row
+    /// larger than the cap goes in a statement of its own. Without it the crate's own size
+    /// applies (about 16 MiB per statement, PostgreSQL's own limit is 1 GiB).
+    ///
+    /// ```rust
+    /// # include!("../doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let rows = vec![NewProduct::new("SKU-B1", "Cup"), NewProduct::new("SKU-B2", "Pot")];
+    /// let summary = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .max_bytes_per_statement(8 << 20) // below CockroachDB's 16 MiB message limit
+    ///     .bulk_execute(conn)?;
+    /// assert_eq!(summary.inserted, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_bytes_per_statement(mut self, bytes: usize) -> Self {
+        self.limits.bytes = bytes;
+        self
+    }
+
+    /// Sends the rows of bulk statements as a multi-row `VALUES` list (one bind parameter per
+    /// value, each cast to its column's type) instead of one array per column read back with
+    /// `unnest`: for engines that route multi-row `VALUES` inserts to their shards but run
+    /// `INSERT … SELECT` through a coordinator (Citus). The checks, key order, chunking (under
+    /// PostgreSQL's 65 535 bind parameters and the caps above), pairing and outcomes are those
+    /// of the array form, and so are the results; on PostgreSQL itself arrays are faster
+    /// ([performance.md](https://docs.rs/crate/diesel-upsert/latest/source/docs/performance.md)).
+    ///
+    /// ```rust
+    /// # include!("../doctest_setup.rs");
+    /// use diesel_upsert::prelude::*;
+    ///
+    /// # fn main() { run().unwrap() }
+    /// # fn run() -> diesel_upsert::Result<()> {
+    /// # let conn = &mut establish_connection();
+    /// let rows = vec![NewProduct::new("SKU-V1", "Cup"), NewProduct::new("SKU-V2", "Pot")];
+    /// let got: Vec<(Product, Outcome)> = diesel::insert_into(products::table)
+    ///     .values(&rows)
+    ///     .on_conflict_do(products::sku, ConflictAction::Update)
+    ///     .rows_as_values()
+    ///     .bulk_insert_and_get_with_outcome(conn)?;
+    /// assert!(got.iter().all(|(_, outcome)| *outcome == Outcome::Inserted));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rows_as_values(mut self) -> Self {
+        self.limits.values = true;
+        self
+    }
 }
 
 impl<T, U, Op, W> OnConflictDo<T, U, Op, NoUpdateValues, W>
@@ -489,6 +583,8 @@ where
             condition: self.condition,
             skip_unchanged: self.skip_unchanged,
             duplicate_keys: self.duplicate_keys,
+            limits: self.limits,
+            constraint_columns: self.constraint_columns,
         }
     }
 }
@@ -547,6 +643,8 @@ where
             condition: UpdateCondition(condition),
             skip_unchanged: self.skip_unchanged,
             duplicate_keys: self.duplicate_keys,
+            limits: self.limits,
+            constraint_columns: self.constraint_columns,
         }
     }
 }

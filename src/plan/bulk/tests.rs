@@ -56,6 +56,7 @@ fn settings(method: Method, policy: Option<DuplicateKeys>) -> Settings {
         fixed: 0,
         rows_back: true,
         update: false,
+        limits: Limits::default(),
     }
 }
 
