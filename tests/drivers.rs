@@ -6,7 +6,7 @@
 //! runtime. Each test runs inside a test transaction and reads the state back through the same
 //! connection.
 
-use crate::bulk::{bulk_items, bulk_items_table, items};
+use crate::bulk::{bulk_items, bulk_items_table, items, Item};
 use crate::harness::*;
 use diesel::upsert::excluded;
 use diesel::{BoolExpressionMethods, ExpressionMethods, IntoSql, QueryDsl, TextExpressionMethods};
@@ -717,6 +717,40 @@ on_both_drivers! {
             .get_result(conn)
             .wait()?;
         assert_eq!(after, sum, "nothing of the refused call is written");
+        Ok(())
+    }
+
+    /// The statement caps and `VALUES` rows give the results of the default statements.
+    fn statement_caps_and_values_rows_give_the_same_results(conn) {
+        bulk_items_table(&mut connection());
+        let p = unique_key("drv-caps");
+        let rows = items(&p, 5);
+        diesel::insert_into(bulk_items::table).values(&rows[..2]).execute(conn).wait()?;
+        let got: Vec<(Item, Outcome)> = diesel::insert_into(bulk_items::table)
+            .values(&rows)
+            .on_conflict_do(bulk_items::k, ConflictAction::Nothing)
+            .max_rows_per_statement(2)
+            .max_bytes_per_statement(1 << 10)
+            .rows_as_values()
+            .bulk_insert_and_get_with_outcome(conn)
+            .wait()?;
+        let outcomes: Vec<(i32, Outcome)> = got.iter().map(|(i, o)| (i.v, *o)).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (0, Outcome::Unchanged),
+                (1, Outcome::Unchanged),
+                (2, Outcome::Inserted),
+                (3, Outcome::Inserted),
+                (4, Outcome::Inserted)
+            ]
+        );
+        let stored: i64 = bulk_items::table
+            .filter(bulk_items::k.like(format!("{p}-%")))
+            .count()
+            .get_result(conn)
+            .wait()?;
+        assert_eq!(stored, 5);
         Ok(())
     }
 
