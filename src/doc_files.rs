@@ -22,6 +22,9 @@ pub struct BulkMd;
 #[doc = include_str!("../docs/concurrency.md")]
 pub struct ConcurrencyMd;
 
+#[doc = include_str!("../docs/distributed.md")]
+pub struct DistributedMd;
+
 #[doc = include_str!("../docs/guide.md")]
 pub struct GuideMd;
 

@@ -128,4 +128,9 @@ pub(crate) enum InsertedFlag {
     /// The statement's rows are known to be all inserted (`DO NOTHING` returns only rows it
     /// inserted) or all updated (rows locked beforehand): `true` or `false`.
     Always(bool),
+    /// The caller asked for no outcome: `true` for every row the statement wrote, inserted or
+    /// updated, read by no system column (YugabyteDB and CockroachDB have no `xmax`); it only
+    /// tells them from the rows `skip_unchanged` returns as they are (`NULL`). Never read as
+    /// an outcome.
+    Written,
 }

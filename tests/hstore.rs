@@ -620,7 +620,7 @@ fn a_kept_row_is_read_back_by_its_key_value_taken_from_the_new_row() {
         *sent.lock().unwrap(),
         vec![
             format!(
-                r#"INSERT INTO "articles" ("title", "body") VALUES ($1, $2) ON CONFLICT (("title" -> 'en'), ("title" -> 'ar')) DO NOTHING RETURNING "articles"."id", "articles"."title", "articles"."body", (xmax = 0) -- binds: [{binds}, "kept"]"#
+                r#"INSERT INTO "articles" ("title", "body") VALUES ($1, $2) ON CONFLICT (("title" -> 'en'), ("title" -> 'ar')) DO NOTHING RETURNING "articles"."id", "articles"."title", "articles"."body", true -- binds: [{binds}, "kept"]"#
             ),
             format!(
                 r#"SELECT "articles"."id", "articles"."title", "articles"."body" FROM "articles" WHERE ("articles"."title" -> 'en') = (CAST($1 AS hstore) -> 'en') AND ("articles"."title" -> 'ar') = (CAST($2 AS hstore) -> 'ar') -- binds: [{binds}, {binds}]"#

@@ -555,6 +555,7 @@ impl<'q, T, R: RowValues<T>, Out: Clone> BulkPlan<'q, T, R, Out> {
             // With a flag that is never NULL, NULL marks an existing row that already held the
             // new values (`skip_unchanged`), returned as it is.
             match (inserted, self.flag) {
+                (Some(_), InsertedFlag::Written) => self.results.written(ordinal, out, None)?,
                 (None, InsertedFlag::Unknown) | (Some(_), _) => {
                     self.results.written(ordinal, out, inserted)?
                 }

@@ -37,18 +37,24 @@ pub(crate) enum Method {
 }
 
 impl Method {
+    /// The method for rows supplying `columns`: a call that asks for no outcome needs no
+    /// system column ([`InsertedFlag::Written`]); one that does reads `xmax`, `RETURNING old`,
+    /// or takes two phases.
     pub(crate) fn choose<S: UpsertStatement>(
         statement: &S,
         catalog: &Catalog,
         columns: &[&'static str],
         outcomes: bool,
     ) -> Self {
+        if !outcomes {
+            return Method::OneStatement(InsertedFlag::Written);
+        }
         match catalog.inserted_flag() {
             // `DO NOTHING` returns only rows it inserted.
             InsertedFlag::Unknown if statement.does_nothing(columns) => {
                 Method::OneStatement(InsertedFlag::Always(true))
             }
-            InsertedFlag::Unknown if outcomes => Method::TwoPhases,
+            InsertedFlag::Unknown => Method::TwoPhases,
             flag => Method::OneStatement(flag),
         }
     }

@@ -78,6 +78,9 @@ impl<Out> SinglePlan<Out> {
     /// What the upsert returned.
     pub(crate) fn upserted(&mut self, row: Option<(Out, Option<bool>)>) {
         match (row, self.phase, self.method) {
+            (Some((out, _)), Phase::Upsert, Method::OneStatement(InsertedFlag::Written)) => {
+                self.done(out, None)
+            }
             (Some((out, inserted)), Phase::Upsert, Method::OneStatement(_)) => {
                 self.done(out, inserted.map(Outcome::written))
             }

@@ -235,7 +235,7 @@ pub(crate) fn walk_inserted_flag(
             out.push_identifier(column)?;
             out.push_sql(" IS NULL)");
         }
-        (InsertedFlag::Always(true), _) => out.push_sql("true"),
+        (InsertedFlag::Always(true) | InsertedFlag::Written, _) => out.push_sql("true"),
         (InsertedFlag::Always(false), _) => out.push_sql("false"),
         (InsertedFlag::OldRow | InsertedFlag::Unknown, _) => out.push_sql("NULL::boolean"),
     }

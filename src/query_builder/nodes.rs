@@ -210,7 +210,7 @@ impl<T, R> Query for GroupKeys<'_, T, R> {
 /// ```sql
 /// WITH "__upsert_input" AS (SELECT *, <input key> FROM unnest($1, …) AS "__upsert_row"(…)),
 /// "__upserted" AS (INSERT INTO "t" ("a", …) SELECT "a", … FROM "__upsert_input"
-///     ON CONFLICT … RETURNING <selection>, (xmax = 0) AS "__upsert_inserted",
+///     ON CONFLICT … RETURNING <selection>, <inserted flag> AS "__upsert_inserted",
 ///     <stored key> AS "__upsert_k0", …)
 /// SELECT "__upsert_input"."__upsert_ord", "__upserted".* FROM "__upserted"
 /// LEFT JOIN "__upsert_input" ON "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0"
