@@ -186,8 +186,17 @@ fn rows_as_values_chunk_under_the_bind_limit() {
         .bulk_insert(conn)
         .unwrap();
     let sent = sent.lock().unwrap().clone();
-    // 80 000 values: two statements under 65 535 parameters.
-    assert_eq!(count(&sent, r#"INSERT INTO "bulk_items""#), 2);
+    // 80 000 values, and the keys once more for pairing: counted as 160 000 parameters (each
+    // row's binds twice, an upper bound), three statements under 65 535.
+    assert_eq!(count(&sent, r#"INSERT INTO "bulk_items""#), 3);
+    // Each a plain multi-row insert, paired through an input of keys only.
+    assert!(
+        sent.iter().filter(|s| s.contains("INSERT")).all(|s| s
+            .contains(r#"INSERT INTO "bulk_items" ("k", "v") VALUES ("#)
+            && s.contains(r#"AS "__upsert_row"("k", "__upsert_ord")"#)),
+        "{}",
+        sent[0]
+    );
     assert_eq!(ids.len(), 40_000);
     let stored: i64 = bulk_items::table
         .filter(bulk_items::k.like(format!("{p}-%")))
@@ -264,4 +273,34 @@ fn bulk_update_keeps_to_the_caps_and_takes_values_lists() {
     assert_eq!(count(&sent, r#"UPDATE "bulk_items" SET"#), 2, "{sent:#?}");
     assert_eq!(count(&sent, "unnest("), 0, "{sent:#?}");
     assert_eq!(stored_values(conn, &p), vec![10, 11, 12, 13]);
+}
+
+/// The plain multi-row insert of `rows_as_values` (shown in docs/bulk.md, checked here).
+#[test]
+fn rows_as_values_send_a_plain_multi_row_insert_and_docs_show_it() {
+    let conn = &mut test_connection();
+    let p = unique_key("st-doc");
+    let (b, a) = (format!("{p}-b"), format!("{p}-a"));
+    let rows = vec![NewProduct::new(&b, "Pot"), NewProduct::new(&a, "Cup")];
+    let call = |conn: &mut PgConnection| -> Vec<i64> {
+        diesel::insert_into(products::table)
+            .values(&rows)
+            .on_conflict_do(products::sku, ConflictAction::Update)
+            .rows_as_values()
+            .bulk_insert(conn)
+            .unwrap()
+    };
+    let first = call(conn);
+    let sent = record_sql(conn);
+    assert_eq!(call(conn), first);
+    let statements: Vec<String> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.starts_with("WITH"))
+        .map(|s| s.split(" -- binds: ").next().unwrap().to_owned())
+        .collect();
+    let upsert = r#"WITH "__upsert_input" AS (SELECT *, CAST("sku" AS text) AS "__upsert_k0" FROM (VALUES (CAST($1 AS text), 1), (CAST($2 AS text), 0)) AS "__upsert_row"("sku", "__upsert_ord")), "__upserted" AS (INSERT INTO "products" ("sku", "name", "qty", "price_cents") VALUES ($3, $4, $5, $6), ($7, $8, $9, $10) ON CONFLICT ("sku") DO UPDATE SET "name" = excluded."name", "qty" = excluded."qty", "price_cents" = excluded."price_cents" RETURNING "products"."id", true AS "__upsert_inserted", "products"."sku" AS "__upsert_k0") SELECT "__upsert_input"."__upsert_ord", "__upserted".* FROM "__upserted" LEFT JOIN "__upsert_input" ON "__upsert_input"."__upsert_k0" = "__upserted"."__upsert_k0""#;
+    assert_eq!(statements, [upsert]);
+    assert!(include_str!("../docs/bulk.md").contains(upsert));
 }

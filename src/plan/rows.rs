@@ -157,7 +157,8 @@ pub(crate) fn chunk_len<T, R: RowValues<T>>(
         if len == limits.rows {
             return Ok(len);
         }
-        let binds = binds_of(row)?;
+        // Rows sent as a plain `VALUES` insert bind their keys once more, for pairing.
+        let binds = binds_of(row)? * if limits.values { 2 } else { 1 };
         if binds > budget {
             return Err(Error::unsupported(format!(
                 "row {index} alone needs {binds} bind parameters, more than PostgreSQL allows in one statement"

@@ -1,7 +1,7 @@
 //! The statement of a bulk call without rows back: an upsert that returns two counts.
 
 use super::keys::{walk_inserted_column, INSERTED, UPSERTED};
-use super::nodes::{walk_upserted_from, BulkRows};
+use super::nodes::{walk_upserted_from, walk_upserted_values, BulkRows};
 use super::statement::UpsertStatement;
 use crate::schema::{Catalog, InsertedFlag};
 use diesel::pg::Pg;
@@ -31,8 +31,10 @@ impl<S: UpsertStatement> QueryFragment<Pg> for BulkCount<'_, S> {
         let statement = self.statement;
         let columns = statement.columns_of(&self.rows)?;
         out.push_sql("WITH ");
-        walk_upserted_from(statement, &columns, &mut out)?;
-        self.rows.walk_source(&columns, self.catalog, &mut out)?;
+        if !walk_upserted_values(statement, &self.rows, &columns, &mut out)? {
+            walk_upserted_from(statement, &columns, &mut out)?;
+            self.rows.walk_source(&columns, self.catalog, &mut out)?;
+        }
         statement.walk_on_conflict(&columns, self.do_nothing, &mut out)?;
         out.push_sql(" RETURNING ");
         walk_inserted_column(self.flag, statement, &mut out)?;

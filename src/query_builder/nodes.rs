@@ -242,8 +242,14 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
             && matches!(self.rows, BulkRows::Arrays(_))
             && !key.catalog.before_triggers
             && self.flag != InsertedFlag::Unknown;
+        // A plain multi-row insert pairs its rows through the keys of an input of keys only.
+        let plain = statement.limits().values && matches!(self.rows, BulkRows::Values(_));
         out.push_sql("WITH ");
-        self.rows.walk_input_cte(&columns, key, &mut out)?;
+        if plain {
+            self.rows.walk_input_cte(&key.columns(), key, &mut out)?;
+        } else {
+            self.rows.walk_input_cte(&columns, key, &mut out)?;
+        }
         if same_first {
             out.push_sql(", ");
             out.push_identifier(SAME)?;
@@ -279,8 +285,10 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
             out.push_sql("))::record)");
         }
         out.push_sql(", ");
-        walk_upserted_from(statement, &columns, &mut out)?;
-        out.push_identifier(INPUT)?;
+        if !walk_upserted_values(statement, &self.rows, &columns, &mut out)? {
+            walk_upserted_from(statement, &columns, &mut out)?;
+            out.push_identifier(INPUT)?;
+        }
         if same_first {
             out.push_sql(" WHERE NOT EXISTS (SELECT 1 FROM ");
             out.push_identifier(SAME)?;
@@ -478,6 +486,34 @@ pub(super) fn walk_upserted_from<'b, S: UpsertStatement>(
     }
     out.push_sql(" FROM ");
     Ok(())
+}
+
+/// `"__upserted" AS (INSERT INTO "t" ("a", …) VALUES (…), (…)`: the rows as a plain multi-row
+/// insert (`rows_as_values`), which engines such as Citus route to their shards, rather than
+/// an `INSERT … SELECT`; `false` (nothing written) for rows the caller did not ask to send so.
+pub(super) fn walk_upserted_values<'b, S: UpsertStatement>(
+    statement: &'b S,
+    rows: &'b BulkRows<'_, S::Table, S::Row>,
+    columns: &[&'static str],
+    out: &mut AstPass<'_, 'b, Pg>,
+) -> QueryResult<bool> {
+    let BulkRows::Values(rows) = rows else {
+        return Ok(false);
+    };
+    if !statement.limits().values {
+        return Ok(false);
+    }
+    out.unsafe_to_cache_prepared();
+    out.push_identifier(UPSERTED)?;
+    out.push_sql(" AS (");
+    statement.walk_insert_into(columns, out)?;
+    out.push_sql(" VALUES ");
+    for (i, (_, row)) in rows.iter().enumerate() {
+        out.push_sql(if i == 0 { "(" } else { ", (" });
+        row.walk_values(out, &mut true)?;
+        out.push_sql(")");
+    }
+    Ok(true)
 }
 
 /// ` AND (<predicate>)` when there is an index predicate: rows outside a partial index never

@@ -498,13 +498,15 @@ where
         self
     }
 
-    /// Sends the rows of bulk statements as a multi-row `VALUES` list (one bind parameter per
-    /// value, each cast to its column's type) instead of one array per column read back with
-    /// `unnest`: for engines that route multi-row `VALUES` inserts to their shards but run
-    /// `INSERT … SELECT` through a coordinator (Citus). The checks, key order, chunking (under
-    /// PostgreSQL's 65 535 bind parameters and the caps above), pairing and outcomes are those
-    /// of the array form, and so are the results; on PostgreSQL itself arrays are faster
-    /// ([performance.md](https://docs.rs/crate/diesel-upsert/latest/source/docs/performance.md)).
+    /// Sends the rows of bulk upserts as plain multi-row inserts, `INSERT … VALUES (…), (…)`
+    /// with one bind parameter per value, instead of `INSERT … SELECT` from one array per
+    /// column: for engines that route multi-row `VALUES` inserts to their shards but run
+    /// `INSERT … SELECT` through a coordinator (Citus). Each row's key is sent once more, with
+    /// its input position, to pair the returned rows; the other statements of a call read
+    /// `VALUES` lists instead of arrays. The checks, key order, chunking (under PostgreSQL's
+    /// 65 535 bind parameters and the caps above), pairing and outcomes are those of the array
+    /// form, and so are the results; on PostgreSQL itself arrays are the faster form
+    /// ([bulk.md](https://docs.rs/crate/diesel-upsert/latest/source/docs/bulk.md#statement-size-and-shape)).
     ///
     /// ```rust
     /// # include!("../doctest_setup.rs");
