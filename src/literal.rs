@@ -422,11 +422,11 @@ fn bind_literal(
 }
 
 /// A piece of SQL text written by Diesel for an expression on one table: text, or a reference
-/// to a column of the table (written by Diesel as `<table>.<"column">`).
+/// to a column of the table (written by Diesel as `<table>.<"column">`), as `C`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Piece {
+pub(crate) enum Piece<C> {
     Sql(String),
-    Column(String),
+    Column(C),
 }
 
 /// Splits `sql`, written by Diesel for an expression on the table Diesel writes as `table_sql`
@@ -434,7 +434,11 @@ pub(crate) enum Piece {
 /// so that a statement can read those columns from a row of its own choosing. Quoted strings
 /// are never taken apart: a literal holding `"accounts"."email"` stays text. Read from the SQL
 /// because Diesel offers no typed route from an expression to the columns it reads.
-pub(crate) fn column_references(sql: &str, table_sql: &str) -> Vec<Piece> {
+pub(crate) fn column_references<C>(
+    sql: &str,
+    table_sql: &str,
+    mut column: impl FnMut(String) -> C,
+) -> Vec<Piece<C>> {
     fn tokens(sql: &str) -> Vec<Token<'_>> {
         let mut tokens = Vec::new();
         scan_sql(sql, |t| tokens.push(t));
@@ -446,7 +450,7 @@ pub(crate) fn column_references(sql: &str, table_sql: &str) -> Vec<Piece> {
     let mut text = String::new();
     let mut i = 0;
     while i < tokens.len() {
-        let column = tokens[i..]
+        let name = tokens[i..]
             .strip_prefix(table.as_slice())
             .and_then(|rest| match rest {
                 [Token::Char('.'), Token::Quoted(quoted), ..] => leading_identifier(quoted)
@@ -454,11 +458,11 @@ pub(crate) fn column_references(sql: &str, table_sql: &str) -> Vec<Piece> {
                     .map(|(name, _)| name),
                 _ => None,
             });
-        if let Some(name) = column {
+        if let Some(name) = name {
             if !text.is_empty() {
                 pieces.push(Piece::Sql(std::mem::take(&mut text)));
             }
-            pieces.push(Piece::Column(name));
+            pieces.push(Piece::Column(column(name)));
             i += table.len() + 2;
             continue;
         }
@@ -549,7 +553,8 @@ mod tests {
         assert_eq!(
             column_references(
                 r#"coalesce("accounts"."nick", '"accounts"."x"') || "accounts"."na""me""#,
-                r#""accounts""#
+                r#""accounts""#,
+                |name| name
             ),
             vec![
                 Sql("coalesce(".into()),
@@ -559,7 +564,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            column_references(r#"lower("s"."t"."email") = "t"."email""#, r#""s"."t""#),
+            column_references(
+                r#"lower("s"."t"."email") = "t"."email""#,
+                r#""s"."t""#,
+                |n| n
+            ),
             vec![
                 Sql("lower(".into()),
                 Column("email".into()),

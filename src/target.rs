@@ -35,11 +35,8 @@ pub enum KeyPart {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyExpression(Result<Vec<ExpressionPiece>, String>);
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum ExpressionPiece {
-    Sql(String),
-    Column(&'static str),
-}
+/// A piece of an index expression: text, or one of the table's columns.
+pub(crate) type ExpressionPiece = Piece<&'static str>;
 
 impl KeyExpression {
     /// The pieces of the expression (checked by [`Target::check`] before any is written).
@@ -53,7 +50,7 @@ impl KeyExpression {
     pub(crate) fn columns(&self) -> Vec<&'static str> {
         let mut columns = Vec::new();
         for piece in self.0.as_deref().unwrap_or_default() {
-            if let ExpressionPiece::Column(c) = piece {
+            if let Piece::Column(c) = piece {
                 if !columns.contains(c) {
                     columns.push(*c);
                 }
@@ -71,8 +68,8 @@ impl KeyExpression {
         out.push_sql("(");
         for piece in self.pieces()? {
             match piece {
-                ExpressionPiece::Sql(sql) => out.push_sql(sql),
-                ExpressionPiece::Column(name) => column(name, out)?,
+                Piece::Sql(sql) => out.push_sql(sql),
+                Piece::Column(name) => column(name, out)?,
             }
         }
         out.push_sql(")");
@@ -108,6 +105,11 @@ impl KeyPart {
         }
     }
 
+    /// The element written on its own, its columns unqualified (migrations).
+    pub(crate) fn unqualified(&self) -> Unqualified<'_> {
+        Unqualified(self)
+    }
+
     /// The columns this element reads.
     pub(crate) fn columns(&self) -> Vec<&'static str> {
         match self {
@@ -123,12 +125,6 @@ pub(crate) struct Unqualified<'a>(&'a KeyPart);
 impl QueryFragment<Pg> for Unqualified<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         self.0.walk_on(&mut out, unqualified)
-    }
-}
-
-impl KeyPart {
-    pub(crate) fn unqualified(&self) -> Unqualified<'_> {
-        Unqualified(self)
     }
 }
 
@@ -361,17 +357,8 @@ where
     let sql = literal::inline_binds(expression, "the index expression").map_err(reason)?;
     let (table_sql, _) = literal::render(&table.from_clause())
         .map_err(|e| reason(Error::invalid_target(e.to_string())))?;
-    let pieces: Vec<ExpressionPiece> = literal::column_references(&sql, &table_sql)
-        .into_iter()
-        .map(|piece| match piece {
-            Piece::Sql(sql) => ExpressionPiece::Sql(sql),
-            Piece::Column(name) => ExpressionPiece::Column(intern(name)),
-        })
-        .collect();
-    if !pieces
-        .iter()
-        .any(|p| matches!(p, ExpressionPiece::Column(_)))
-    {
+    let pieces = literal::column_references(&sql, &table_sql, intern);
+    if !pieces.iter().any(|p| matches!(p, Piece::Column(_))) {
         return Err(format!(
             "the index expression {sql} reads no column of {table_sql}; \
              a conflict target must read the table's columns through Diesel's column types"
