@@ -1124,6 +1124,35 @@ fn hostile_keys_match_their_own_unique_index_under_both_string_settings() {
 
 // ---------------------------------------------------------------- migration helpers
 
+/// The typed helper writes hstore-key indexes with leading columns (a distributed table's
+/// distribution column first), exactly as the conflict target writes them, and PostgreSQL
+/// infers the index from that target.
+#[test]
+fn the_typed_index_helper_writes_hstore_keys_after_leading_columns() {
+    let index =
+        diesel_upsert::unique_index(articles::table, (articles::body, articles::title.key("en")))
+            .unwrap();
+    assert_eq!(
+        index.up,
+        r#"CREATE UNIQUE INDEX "articles_body_title_en_key_24eba4fa" ON "articles" ("body", ("title" -> 'en'));"#
+    );
+    let conn = &mut test_connection();
+    conn.batch_execute(&index.up).unwrap();
+    let en = unique_key("lead");
+    let row = NewArticle::new(&[("en", &en)], "shared body");
+    let upsert = |conn: &mut PgConnection| {
+        diesel::insert_into(articles::table)
+            .values(&row)
+            .on_conflict_do(
+                (articles::body, articles::title.key("en")),
+                ConflictAction::Update,
+            )
+            .insert::<i64, _>(conn)
+    };
+    let first = upsert(conn).unwrap();
+    assert_eq!(upsert(conn).unwrap(), first);
+}
+
 #[test]
 fn the_articles_migration_holds_exactly_what_the_helpers_write() {
     let dir = concat!(

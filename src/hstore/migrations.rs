@@ -7,7 +7,10 @@ use crate::migration::{object_name, MigrationSql};
 /// A unique index on one key or a set of keys of an hstore column: the index PostgreSQL infers
 /// from the conflict target `column.key(k)` or `(column.key(k1), column.key(k2), …)`.
 ///
-/// Like django-postgres-extra's `HStoreField(uniqueness=[…])`. Rows where one of the keys is
+/// Like django-postgres-extra's `HStoreField(uniqueness=[…])`. For an index that also holds
+/// plain columns (a distributed table's distribution column first, say), use the typed
+/// [`diesel_upsert::unique_index`](crate::unique_index) with the same target the upserts name:
+/// `unique_index(articles::table, (articles::tenant, articles::title.key("en")))`. Rows where one of the keys is
 /// missing (or `NULL`) never conflict. `table` and `column` are quoted as single identifiers (a
 /// schema-qualified table is not supported); keys are written as escaped literals, exactly as
 /// the conflict target writes them. Errors with [`Error::InvalidTarget`](crate::Error::InvalidTarget)
