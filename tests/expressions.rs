@@ -697,3 +697,40 @@ fn bulk_update_finds_rows_by_an_index_expression() {
     assert_eq!(outcomes, [Missing, Updated]);
     assert_eq!(account_emails(conn, &tenant), vec![(ua, "A".to_owned())]);
 }
+
+/// `skip_unchanged` in bulk reads identical rows back in the upsert statement itself, matched
+/// by the expression; a row changed only in the case of its email is written.
+#[test]
+fn skip_unchanged_in_bulk_matches_identical_rows_by_the_expression() {
+    let conn = &mut test_connection();
+    let tenant = unique_key("expr-same");
+    let (a, b) = (format!("a.{tenant}@x"), format!("b.{tenant}@x"));
+    let rows = vec![
+        NewAccount::new(&tenant, &a, "a"),
+        NewAccount::new(&tenant, &b, "b"),
+    ];
+    let first: Vec<i64> = diesel::insert_into(accounts::table)
+        .values(&rows)
+        .on_conflict_do(lower_email!(), ConflictAction::Update)
+        .bulk_insert(conn)
+        .unwrap();
+    let ub = b.to_uppercase();
+    let again = vec![
+        NewAccount::new(&tenant, &a, "a"),
+        NewAccount::new(&tenant, &ub, "b"),
+    ];
+    let got: Vec<(Account, Outcome)> = diesel::insert_into(accounts::table)
+        .values(&again)
+        .on_conflict_do(lower_email!(), ConflictAction::Update)
+        .skip_unchanged()
+        .bulk_insert_and_get_with_outcome(conn)
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|(acc, o)| (acc.id, *o)).collect::<Vec<_>>(),
+        vec![(first[0], Outcome::Unchanged), (first[1], Outcome::Updated)]
+    );
+    assert_eq!(
+        account_emails(conn, &tenant),
+        vec![(a, "a".to_owned()), (ub, "b".to_owned())]
+    );
+}
