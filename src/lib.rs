@@ -43,9 +43,11 @@
 //!   NOTHING` on an existing row; [`insert_and_get_with_outcome`](RunUpsertDsl::insert_and_get_with_outcome)
 //!   also says whether it was [`Outcome::Inserted`], [`Outcome::Updated`] or
 //!   [`Outcome::Unchanged`].
-//! - Conflict targets: columns, tuples, [`on_constraint`], partial indexes through
+//! - Conflict targets: columns, tuples, [`on_constraint`], expression indexes through
+//!   [`index_expression`], partial indexes through
 //!   [`index_predicate`](OnConflictDo::index_predicate); all written as literal SQL so
 //!   PostgreSQL can infer the arbiter index on every execution of the cached prepared statement.
+//!   [`unique_index`] writes the index a target needs, for migrations.
 //! - [`update_only`](OnConflictDo::update_only), [`update_except`](OnConflictDo::update_except),
 //!   [`update_values`](OnConflictDo::update_values),
 //!   [`update_condition`](OnConflictDo::update_condition),
@@ -58,7 +60,9 @@
 //!   result per input row in input order, paired by an ordinal PostgreSQL carries; column
 //!   consistency and duplicate keys (as the unique index compares them) checked before writing
 //!   ([`on_duplicate_keys`](OnConflictDo::on_duplicate_keys), [`DuplicateKeys`]); key-ordered,
-//!   chunked, all in one transaction.
+//!   chunked ([`max_rows_per_statement`](OnConflictDo::max_rows_per_statement),
+//!   [`max_bytes_per_statement`](OnConflictDo::max_bytes_per_statement),
+//!   [`rows_as_values`](OnConflictDo::rows_as_values)), all in one transaction.
 //! - [`bulk_update`]: existing rows updated from a batch keyed by the primary key or a unique
 //!   key, with an [`UpdateOutcome`] per input row (updated, unchanged or missing, never
 //!   inserted).
