@@ -243,7 +243,7 @@ impl<S: UpsertStatement, Sel: QueryFragment<Pg>> QueryFragment<Pg> for BulkUpser
             && !key.catalog.before_triggers
             && self.flag != InsertedFlag::Unknown;
         // A plain multi-row insert pairs its rows through the keys of an input of keys only.
-        let plain = statement.limits().values && matches!(self.rows, BulkRows::Values(_));
+        let plain = plain_rows(statement, &self.rows).is_some();
         out.push_sql("WITH ");
         if plain {
             self.rows.walk_input_cte(&key.columns(), key, &mut out)?;
@@ -488,6 +488,17 @@ pub(super) fn walk_upserted_from<'b, S: UpsertStatement>(
     Ok(())
 }
 
+/// The rows the caller asked to send as a plain multi-row insert (`rows_as_values`).
+fn plain_rows<'r, S: UpsertStatement>(
+    statement: &S,
+    rows: &'r BulkRows<'_, S::Table, S::Row>,
+) -> Option<&'r [(usize, &'r S::Row)]> {
+    match rows {
+        BulkRows::Values(rows) if statement.limits().values => Some(rows),
+        _ => None,
+    }
+}
+
 /// `"__upserted" AS (INSERT INTO "t" ("a", …) VALUES (…), (…)`: the rows as a plain multi-row
 /// insert (`rows_as_values`), which engines such as Citus route to their shards, rather than
 /// an `INSERT … SELECT`; `false` (nothing written) for rows the caller did not ask to send so.
@@ -497,12 +508,9 @@ pub(super) fn walk_upserted_values<'b, S: UpsertStatement>(
     columns: &[&'static str],
     out: &mut AstPass<'_, 'b, Pg>,
 ) -> QueryResult<bool> {
-    let BulkRows::Values(rows) = rows else {
+    let Some(rows) = plain_rows(statement, rows) else {
         return Ok(false);
     };
-    if !statement.limits().values {
-        return Ok(false);
-    }
     out.unsafe_to_cache_prepared();
     out.push_identifier(UPSERTED)?;
     out.push_sql(" AS (");
