@@ -2,7 +2,7 @@
 //! helper shares (the hstore helpers are in [`hstore`](crate::hstore)).
 
 use crate::error::{Error, Result};
-use crate::literal::{self, quote_identifier, Token};
+use crate::literal::{self, quote_identifier};
 use crate::target::IntoConflictTarget;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
@@ -68,7 +68,13 @@ where
         ));
     };
     let (table_sql, _) = literal::render(&table.from_clause())?;
-    let (schema, table_name) = split_schema(&table_sql);
+    // `"shop"."accounts"`: the name is the last identifier, the schema what comes before it.
+    let table_name = literal::column_names_of(&table_sql)
+        .pop()
+        .unwrap_or_default();
+    let schema = table_sql
+        .strip_suffix(&quote_identifier(&table_name)?)
+        .unwrap_or_default();
     let elements = parts
         .iter()
         .map(|part| literal::render(&part.unqualified()).map(|(sql, _)| sql))
@@ -85,22 +91,6 @@ where
         down: format!("DROP INDEX {schema}{name_sql};"),
         name,
     })
-}
-
-/// `("\"shop\".", "accounts")` from `"shop"."accounts"`, `("", "accounts")` from `"accounts"`.
-fn split_schema(table_sql: &str) -> (String, String) {
-    let mut quoted = Vec::new();
-    literal::scan_sql(table_sql, |token| {
-        if let Token::Quoted(q) = token {
-            quoted.push(q);
-        }
-    });
-    let name = |q: &str| literal::leading_identifier(q).map_or_else(String::new, |(n, _)| n);
-    match quoted.as_slice() {
-        [schema, table] => (format!("{schema}."), name(table)),
-        [.., table] => (String::new(), name(table)),
-        [] => (String::new(), String::new()),
-    }
 }
 
 /// PostgreSQL truncates longer names (NAMEDATALEN - 1).
